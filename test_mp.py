@@ -101,31 +101,21 @@ def run_script(
     Returns (exit status, stdout, stderr).
     """
     command = [sys.executable, "mp.py", *args]
-    if stdout_to == "pipe":
-        done = subprocess.run(
-            command,
-            check=False,
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=9,
-        )
-        return done.returncode, done.stdout, done.stderr
-    if stdout_to == "file":
-        with tempfile.TemporaryFile("w+") as out:
+    if stdout_to in ("pipe", "file"):
+        with tempfile.TemporaryFile("w+") as file:
             done = subprocess.run(
                 command,
                 check=False,
                 cwd=cwd,
                 env=env,
-                stdout=out,
+                stdout=file if stdout_to == "file" else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 timeout=9,
             )
-            out.seek(0)
-            return done.returncode, out.read(), done.stderr
+            file.seek(0)
+            stdout = file.read() if stdout_to == "file" else done.stdout
+        return done.returncode, stdout, done.stderr
     controller, terminal = pty.openpty()
     with subprocess.Popen(
         command, cwd=cwd, env=env, stdout=terminal, stderr=subprocess.PIPE, text=True
@@ -494,34 +484,14 @@ def test_help_explains_both_options(capsys):
 # Ctrl-C and a killed worker, from the command line
 
 
-@LINUX_ONLY
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_ctrl_c_stops_everything_within_a_second(start_method):
-    # As a terminal does it: the script leads its own process group, and
-    # SIGINT goes to every process in the group.
-    with subprocess.Popen(
-        [sys.executable, "mp.py", "--delay", "60", "--start-method", start_method],
-        cwd=HERE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as script:
-        wait_for_workers(script.pid, len(pet_maps))
-        pressed = time.monotonic()
-        os.killpg(script.pid, signal.SIGINT)
-        status = script.wait(timeout=5)
-        took = time.monotonic() - pressed
-        left = wait_until_group_is_empty(script.pid, within=3)
-        stdout, stderr = script.communicate(timeout=5)
-    assert (status, stdout, stderr) == (130, "", "mp.py: interrupted\n")
-    assert took < 1.0, f"the script exited {took:.2f} s after Ctrl-C"
-    assert left == {}, "processes left behind"
+def interrupt_script(start_method: str, interrupt) -> tuple[int, float, dict, str, str]:
+    """Run `mp.py --delay 60` leading a process group of its own, as a terminal runs it.
 
-
-@LINUX_ONLY
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_a_killed_worker_gives_one_line_and_status_1(start_method):
+    Once its ten workers are up, calls interrupt(script's pid, workers' pids) and
+    waits for the script to exit. Returns its exit status, how many seconds after
+    the interruption it exited, the processes of its group still there 3 s later,
+    and its stdout and stderr.
+    """
     with subprocess.Popen(
         [sys.executable, "mp.py", "--delay", "60", "--start-method", start_method],
         cwd=HERE,
@@ -531,12 +501,33 @@ def test_a_killed_worker_gives_one_line_and_status_1(start_method):
         start_new_session=True,
     ) as script:
         workers = wait_for_workers(script.pid, len(pet_maps))
-        killed = time.monotonic()
-        os.kill(workers[0], signal.SIGKILL)
+        interrupted = time.monotonic()
+        interrupt(script.pid, workers)
         status = script.wait(timeout=5)
-        took = time.monotonic() - killed
+        took = time.monotonic() - interrupted
         left = wait_until_group_is_empty(script.pid, within=3)
         stdout, stderr = script.communicate(timeout=5)
+    return status, took, left, stdout, stderr
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_ctrl_c_stops_everything_within_a_second(start_method):
+    # A terminal sends Ctrl-C's SIGINT to every process in its foreground group.
+    status, took, left, stdout, stderr = interrupt_script(
+        start_method, lambda script, workers: os.killpg(script, signal.SIGINT)
+    )
+    assert (status, stdout, stderr) == (130, "", "mp.py: interrupted\n")
+    assert took < 1.0, f"the script exited {took:.2f} s after Ctrl-C"
+    assert left == {}, "processes left behind"
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_killed_worker_gives_one_line_and_status_1(start_method):
+    status, took, left, stdout, stderr = interrupt_script(
+        start_method, lambda script, workers: os.kill(workers[0], signal.SIGKILL)
+    )
     assert (status, stdout) == (1, "")
     [line] = stderr.splitlines()
     prefix, person, suffix = line.split("'")
