@@ -76,7 +76,7 @@ def find_pet_names(
     start_method is "fork", "spawn" or "forkserver"; None uses multiprocessing's
     default, including one a program set with multiprocessing.set_start_method().
     """
-    pet_names = check_input(pet_map, delay)
+    pet_names, delay = check_input(pet_map, delay)
     context = multiprocessing.get_context(start_method)
     output = context.Queue()
     processes = {
@@ -96,12 +96,9 @@ def find_pet_names(
     return results
 
 
-def check_input(pet_map: Mapping, delay: float) -> dict[str, str]:
-    """Return {person: pet name}, or raise an error that says what is wrong."""
-    if not 0 <= delay < math.inf:
-        raise ValueError(
-            f"delay must be a finite number of seconds, 0 or more: {delay!r}"
-        )
+def check_input(pet_map: Mapping, delay: float) -> tuple[dict[str, str], float]:
+    """Return {person: pet name} and the delay, or raise an error that says what is wrong."""
+    delay = seconds(delay)
     if not isinstance(pet_map, Mapping):
         raise PetMapError(
             f"the pet map must be a mapping, got {type(pet_map).__name__}"
@@ -114,7 +111,7 @@ def check_input(pet_map: Mapping, delay: float) -> dict[str, str]:
                 f"{person!r} needs an entry like {example}, got {entry!r}"
             )
         pet_names[person] = entry["pet_name"]
-    return pet_names
+    return pet_names, delay
 
 
 def next_result(output: Queue, processes: dict[str, BaseProcess]) -> str:
@@ -162,11 +159,16 @@ def stop_all_on_error(processes: dict[str, BaseProcess]) -> Iterator[None]:
         raise
 
 
-def seconds(text: str) -> float:
-    """Type of --delay: a finite number of seconds, 0 or more."""
-    delay = float(text)
+def seconds(value: str | float) -> float:
+    """A delay as a float: a finite number of seconds, 0 or more. Also the type of --delay.
+
+    argparse turns the ValueError into its usual "invalid seconds value" error.
+    """
+    delay = float(value)
     if not 0 <= delay < math.inf:
-        raise ValueError(text)  # argparse reports it as "invalid seconds value"
+        raise ValueError(
+            f"delay must be a finite number of seconds, 0 or more: {value!r}"
+        )
     return delay
 
 
