@@ -1,86 +1,155 @@
-"""Time `python3 mp.py` against the same ten lookups on a ProcessPoolExecutor.
+"""Time mp.py against the other ways to run the same lookups, as whole processes.
 
-Each round runs, for every start method, the whole mp.py process and then the
-whole process of an equivalent concurrent.futures.ProcessPoolExecutor(max_workers=10)
-program, so both see the same machine load. Prints the median, fastest and
-slowest wall time of each.
+Three tables, each from the wall time of whole `python` processes (start-up
+included), run one at a time, with the median, fastest and slowest of the rounds:
 
-    python3 .ci/benchmark.py [--rounds N]
+- methods: `python3 mp.py` (ten lookups of 2 s) against the same lookups on a
+  ProcessPoolExecutor(10), under each start method.
+- ways: ten lookups of 0.5 s, sleeping and computing, run four ways: one after
+  another in one process, on a ThreadPoolExecutor(10), by mp.py, and on a
+  ProcessPoolExecutor(10), with the default start method.
+- scale: one process per person (mp.py --delay 0) for 10, 100 and 1,000
+  people, under each start method, against a ProcessPoolExecutor with one
+  worker per core.
+
+    python3 .ci/benchmark.py [--rounds N] [--tables methods,ways,scale]
 """
 
 import argparse
 import concurrent.futures
 import multiprocessing
+import os
+import queue
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))
 
-from mp import DELAY  # the kit's folder is on sys.path from the line above
-from pets import pet_maps
+import mp  # noqa: E402 (the kit's folder is on sys.path from the line above)
 
 
-def pool_lookup(pet_name: str) -> str:
-    """The post's lookup as a pool task: sleep, print, return the result."""
-    time.sleep(DELAY)
-    print("adding to queue", flush=True)
-    return f"pet name: {pet_name}"
+def lookup_and_return(person: str, pet_name: str, delay: float, work: str) -> str:
+    """The kit's lookup as a task for any executor: its result is returned, not queued."""
+    results = queue.SimpleQueue()
+    lookup = mp.compute_pet_name if work == "cpu" else mp.get_pet_name
+    lookup(person, pet_name, results, delay)
+    return results.get()[1]
 
 
-def run_pool(start_method: str) -> None:
-    """The same ten lookups on a ProcessPoolExecutor with ten workers."""
-    context = multiprocessing.get_context(start_method)
-    names = [entry["pet_name"] for entry in pet_maps.values()]
-    with concurrent.futures.ProcessPoolExecutor(10, mp_context=context) as pool:
-        results = list(pool.map(pool_lookup, names))
+def run_way(way: str, work: str, delay: float, people: int, start_method: str) -> None:
+    """Run the lookups one way and print the post's lines (the caller discards them)."""
+    pet_map = load_pets(people)
+    names, pets = list(pet_map), [entry["pet_name"] for entry in pet_map.values()]
+    args = (names, pets, [delay] * len(names), [work] * len(names))
+    if way == "serial":
+        results = list(map(lookup_and_return, *args))
+    elif way == "threads":
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(lookup_and_return, *args))
+    else:  # "pool": one worker per person up to 10, or one per core
+        workers = 10 if way == "pool" else os.cpu_count()
+        context = multiprocessing.get_context(start_method)
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = list(pool.map(lookup_and_return, *args))
     print("consuming from queue:")
     print(results)
 
 
-def wall_time(command: list[str]) -> float:
+def load_pets(people: int) -> dict:
+    """The post's ten people, or `people` made-up ones."""
+    if people == 10:
+        return mp.pet_maps
+    return {f"person{n}": {"pet_name": f"pet{n}"} for n in range(people)}
+
+
+def wall_time(command: list[str], cwd: Path = KIT) -> float:
     """Seconds one whole process takes, from start to exit; fails if it fails."""
     started = time.perf_counter()
-    subprocess.run(command, cwd=KIT, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - started
+
+
+def kit_with(people: int) -> Path:
+    """A copy of mp.py beside a pets.py of `people` people."""
+    folder = Path(tempfile.mkdtemp())
+    shutil.copy(KIT / "mp.py", folder)
+    (folder / "pets.py").write_text(f"pet_maps = {load_pets(people)!r}\n")
+    return folder
+
+
+def measure(commands: dict, rounds: int) -> dict:
+    """Run every command once a round, in turn, so that all see the same load."""
+    times = {key: [] for key in commands}
+    for _ in range(rounds):
+        for key, (command, cwd) in commands.items():
+            times[key].append(wall_time(command, cwd))
+    return times
+
+
+def show(title: str, times: dict) -> None:
+    """Print one table: a row per command, median (fastest to slowest)."""
+    print(f"\n{title}")
+    for key, seconds in times.items():
+        label = ", ".join(str(part) for part in key)
+        print(
+            f"  {label:<44} {statistics.median(seconds):7.2f} s"
+            f"  ({min(seconds):.2f} to {max(seconds):.2f})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--pool", metavar="START_METHOD", help=argparse.SUPPRESS)
+    parser.add_argument("--tables", default="methods,ways,scale")
+    parser.add_argument("--run", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.pool:
-        run_pool(args.pool)
+    if args.run:  # one way, in this process: WAY WORK DELAY PEOPLE START_METHOD
+        way, work, delay, people, method = args.run
+        run_way(way, work, float(delay), int(people), method)
         return
-    methods = multiprocessing.get_all_start_methods()
-    programs = {
-        "mp.py": ["mp.py", "--start-method"],
-        "ProcessPoolExecutor": [__file__, "--pool"],
-    }
-    commands = {
-        (method, program): [sys.executable, *arguments, method]
-        for method in methods
-        for program, arguments in programs.items()
-    }
-    times = {key: [] for key in commands}
-    for _ in range(args.rounds):
-        for key, command in commands.items():
-            times[key].append(wall_time(command))
+    # 1,000 workers need about 2,000 open files: use all that the hard limit allows.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    python, methods = sys.executable, multiprocessing.get_all_start_methods()
+    default = multiprocessing.get_start_method()
+    me = [python, __file__, "--run"]
     print(
-        f"Python {sys.version.split()[0]}, {args.rounds} rounds, wall time of the whole process:"
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.rounds} rounds;"
+        " wall time of each whole process, median (fastest to slowest)"
     )
-    print(
-        f"{'start method':<12} {'program':<20} {'median':>7} {'fastest':>8} {'slowest':>8}"
-    )
-    for (method, program), seconds in times.items():
-        print(
-            f"{method:<12} {program:<20} {statistics.median(seconds):>6.2f}s"
-            f" {min(seconds):>7.2f}s {max(seconds):>7.2f}s"
-        )
+    if "methods" in args.tables:
+        commands = {}
+        for method in methods:
+            commands[method, "mp.py"] = ([python, "mp.py", "--start-method", method], KIT)
+            pool = [*me, "pool", "sleep", str(mp.DELAY), "10", method]
+            commands[method, "ProcessPoolExecutor(10)"] = (pool, KIT)
+        show("ten lookups of 2 s, by start method", measure(commands, args.rounds))
+    if "ways" in args.tables:
+        commands = {}
+        for work in ("sleep", "cpu"):
+            for way, label in [("serial", "one after another"), ("threads", "ThreadPoolExecutor(10)")]:
+                commands[work, label] = ([*me, way, work, "0.5", "10", default], KIT)
+            commands[work, "mp.py"] = ([python, "mp.py", "--work", work, "--delay", "0.5"], KIT)
+            pool = [*me, "pool", work, "0.5", "10", default]
+            commands[work, "ProcessPoolExecutor(10)"] = (pool, KIT)
+        show(f"ten lookups of 0.5 s, start method {default}", measure(commands, args.rounds))
+    if "scale" in args.tables:
+        commands = {}
+        for people in (10, 100, 1000):
+            kit = kit_with(people)
+            for method in methods:
+                mine = [python, "mp.py", "--delay", "0", "--start-method", method]
+                commands[people, method, "mp.py"] = (mine, kit)
+                pool = [*me, "cores", "sleep", "0", str(people), method]
+                commands[people, method, "ProcessPoolExecutor(cores)"] = (pool, KIT)
+        show("people, one process each, --delay 0", measure(commands, args.rounds))
 
 
 if __name__ == "__main__":
