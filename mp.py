@@ -1,25 +1,9 @@
 """Look up ten pet names in parallel: one process per person, one Queue for the results.
 
-A runnable version of the 2019 post "Parallel Processing with Python and
-Multiprocessing using Queue". Each lookup waits two seconds, standing in for
-slow work. The ten processes wait at the same time, so the whole run takes
-about two seconds instead of twenty. Results arrive in the order the lookups
-finish, which changes from run to run.
-
-    $ python3 mp.py
-    adding to queue
-    ...                    (ten lines in all)
-    consuming from queue:
-    ['pet name: max', 'pet name: sylvester', ...]
-
-Options: --work cpu makes each lookup compute instead of wait, --timeline draws
-when each lookup ran, and --timeout ends a run whose lookup never finishes.
-"""
+The 2019 post "Parallel Processing with Python and Multiprocessing using Queue"."""
 
 import argparse
 import contextlib
-import errno
-import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,23 +22,19 @@ GRACE = 0.5  # seconds a worker gets to stop before it is killed
 
 
 def get_pet_name(person: str, pet_name: str, output, delay: float = DELAY) -> None:
-    """Stand in for slow work: wait `delay` seconds, then report the pet name.
-
-    Reporting is the post's: a line on stdout, then the result on the queue
-    `output`, as (person, result) so that the parent knows whose result it is.
-    """
+    """Stand in for slow work: wait `delay` seconds, then report the pet name."""
     time.sleep(delay)
     # One write, flushed before the put: lines from ten processes never run into
     # each other, and all ten are out before the parent prints anything.
     sys.stdout.write("adding to queue\n")
     sys.stdout.flush()
+    # The person goes with the result, so that the parent knows whose it is.
     output.put((person, f"pet name: {pet_name}"))
 
 
 def compute_pet_name(person: str, pet_name: str, output, delay: float = DELAY) -> None:
-    """Stand in for CPU-bound work: compute for `delay` seconds of this thread's
-    own CPU time, then report the pet name just as get_pet_name() does."""
-    done_at = time.thread_time() + delay
+    """Stand in for CPU-bound work: compute for `delay` seconds of CPU, then report."""
+    done_at = time.thread_time() + delay  # this thread's own CPU time
     while time.thread_time() < done_at:
         sum(number * number for number in range(1000))
     get_pet_name(person, pet_name, output, delay=0)
@@ -64,40 +44,37 @@ def find_pet_names(
     pet_map: Mapping[str, Mapping[str, str]],
     delay: float = DELAY,
     start_method: str | None = None,
-    lookup: Callable[[str, str, object, float], None] = get_pet_name,
+    lookup: Callable = get_pet_name,
     timeout: float | None = None,
     times: dict[str, tuple[float, float]] | None = None,
 ) -> list[str]:
-    """Look up every pet name, one process per person; return the results as they arrive.
+    """Look up every pet name, one process per person; return the results as they come.
 
-    lookup is what each worker runs: get_pet_name (waits) or compute_pet_name
-    (computes). start_method is "fork", "spawn" or "forkserver"; None means
-    multiprocessing's default, or the one set with set_start_method(). A lookup
-    that runs past `timeout` seconds fails the run. If `times` is given, it gets
-    {person: (started, arrived)} for each result, in time.monotonic() seconds.
-    """
+    Each worker runs `lookup`; `times`, if given, gets {person: (started, arrived)}."""
     pet_names, delay, timeout = check_input(pet_map, delay, timeout)
-    context = multiprocessing.get_context(start_method)
-    output = make_queue(context)  # the one queue that every worker puts its result on
+    ctx = multiprocessing.get_context(start_method)
+    output = make_queue(ctx)  # the one queue every worker puts its result on
     processes = {
-        person: context.Process(
-            target=run_lookup, args=(lookup, person, pet_name, output, delay)
-        )
-        for person, pet_name in pet_names.items()
+        person: ctx.Process(target=worker, args=(lookup, person, pet, output, delay))
+        for person, pet in pet_names.items()
     }
+    times = {} if times is None else times
     started: dict[str, float] = {}
     results: dict[str, str] = {}  # person -> result, in the order they arrived
     with stop_all_on_error(processes):
         for person, process in processes.items():
             started[person] = time.monotonic()
-            start_worker(process, len(processes))
+            # Held back, no signal stops the parent halfway through a start, and the
+            # new process inherits the hold: no signal can reach it while it is
+            # still starting up (spawn takes a while) and make it print a traceback.
+            with signals_held():
+                process.start()
         # Drain before join: a worker exits only once all it put on the queue is
         # in the pipe, and the pipe, shared by every worker, holds about 64 KB.
         while len(results) < len(processes):
             waiting = {p: processes[p] for p in processes if p not in results}
             person, results[person] = next_result(output, waiting, started, timeout)
-            if times is not None:
-                times[person] = (started[person], time.monotonic())
+            times[person] = (started[person], time.monotonic())
         for process in processes.values():
             process.join()
     return list(results.values())
@@ -105,90 +82,53 @@ def find_pet_names(
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: run the lookups, print the post's lines, return the exit status."""
-    parser = make_parser()
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    option, methods = parser.add_argument, multiprocessing.get_all_start_methods()
+    option("--delay", type=seconds, default=DELAY, help="seconds each lookup takes")
+    option("--work", choices=["sleep", "cpu"], default="sleep", help="wait or compute")
+    option("--start-method", choices=methods, help="None: this Python's default here")
+    option("--timeout", type=seconds, help="seconds a lookup may take; None: no limit")
+    option("--timeline", action="store_true", help="then draw when each lookup ran")
     args = parser.parse_args(argv)
     lookup = compute_pet_name if args.work == "cpu" else get_pet_name
+    for number in END_SIGNALS:  # so that they, too, stop the workers on their way
+        signal.signal(number, exit_on_signal)
     times: dict[str, tuple[float, float]] = {}
     try:
-        with stop_on_signals():
-            began = time.monotonic()
-            results = find_pet_names(
-                pet_maps, args.delay, args.start_method, lookup, args.timeout, times
-            )
-            wall = time.monotonic() - began
-            # Printed once every worker has exited, so it always follows their lines.
-            print("consuming from queue:")
-            print(results)
-            if args.timeline:
-                best = len(times) if args.work == "sleep" else usable_cores()
-                print(draw_timeline(times, wall, args.delay, min(best, len(times))))
-            sys.stdout.flush()  # so that a closed stdout shows up here, not at exit
-    except BrokenPipeError:  # stdout was closed early, as by `python3 mp.py | head -1`
+        results = find_pet_names(
+            pet_maps, args.delay, args.start_method, lookup, args.timeout, times
+        )
+        # Printed once every worker has exited, so it always follows their lines.
+        print("consuming from queue:")
+        print(results)
+        if args.timeline:
+            best = len(times) if args.work == "sleep" else usable_cores()
+            print(draw_timeline(times, args.delay, min(best, len(times))))
+        sys.stdout.flush()  # so that a closed stdout shows up here, not at exit
+    except BrokenPipeError:  # stdout closed early, as by `python3 mp.py | head -1`
         silence_stdout()
         return 1
-    except (PetLookupError, CannotStartError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
-    except PetMapError as error:
-        print(f"{parser.prog}: error in pets.py: {error}", file=sys.stderr)
+    except (PetMapError, PetLookupError, CannotStartError) as error:
+        where = " in pets.py" if isinstance(error, PetMapError) else ""
+        print(f"{PROG}: error{where}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except Stopped as stop:
-        print(f"{parser.prog}: stopped by {stop.signal.name}", file=sys.stderr)
-        return 128 + stop.signal
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """The command line's options; with none, the run is the post's."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--delay",
-        type=seconds,
-        default=DELAY,
-        metavar="SECONDS",
-        help="how long each lookup waits or computes (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--work",
-        choices=["sleep", "cpu"],
-        default="sleep",
-        help="sleep: each lookup waits, as in the post (default); "
-        "cpu: each lookup computes for --delay seconds of CPU time",
-    )
-    parser.add_argument(
-        "--start-method",
-        choices=multiprocessing.get_all_start_methods(),
-        help="how to start the worker processes (default: this Python's default on this "
-        "platform, or the one a program set with multiprocessing.set_start_method)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help="end the run if a lookup takes longer than this (default: no limit)",
-    )
-    parser.add_argument(
-        "--timeline",
-        action="store_true",
-        help="after the results, draw when each lookup ran, and the speedup",
-    )
-    return parser
+# What each worker process runs: worker() sets the process up, runs the lookup,
+# and sends any failure back to the parent as a message.
 
 
-# Each worker process runs run_lookup(): the lookup, with the worker's signals
-# set up first, and any failure sent back to the parent as a message.
-
-
-def run_lookup(lookup: Callable, person: str, pet_name: str, output, delay: float) -> None:
-    """What each worker runs: set up the worker, then one lookup, reporting any failure."""
+def worker(lookup: Callable, person: str, pet_name: str, output, delay) -> None:
+    """Set up this worker, then run one lookup, reporting any failure to the parent."""
     become_worker()
     try:
         lookup(person, pet_name, output, delay)
-    except BrokenPipeError:
-        # stdout was closed early: nobody reads on, so tell the parent to end quietly.
+    except BrokenPipeError:  # stdout closed early: tell the parent to end quietly
         silence_stdout()
         output.put((person, BrokenPipeError()))
     except Exception as error:  # noqa: BLE001 (any failure is reported to the parent)
@@ -197,26 +137,23 @@ def run_lookup(lookup: Callable, person: str, pet_name: str, output, delay: floa
 
 
 def become_worker() -> None:
-    """Set up this worker's signals, and make it end if its parent is gone.
-
-    Ctrl-C reaches every process in the terminal's process group. Only the
-    parent acts on it (it stops the workers), so the workers ignore it and print
-    no traceback. SIGTERM and SIGHUP end a worker at once, as by default. The
-    parent held these signals back while it started this process; let them in.
-    """
+    """Set up this worker's signals, and end it when its parent is gone."""
+    # Ctrl-C reaches every process in the terminal's group. Only the parent acts
+    # on it, by stopping the workers, so they ignore it and print no traceback.
+    # SIGTERM and SIGHUP end a worker at once. The parent held all three back
+    # while it started this process; let them in now.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for stop_signal in STOP_SIGNALS[1:]:
-        signal.signal(stop_signal, signal.SIG_DFL)
+    for number in END_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    # A parent killed with SIGKILL cannot stop its workers. Its end closes the
-    # pipe behind parent_process().sentinel, so a thread here waits for that.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=exit_when_ready, args=(parent.sentinel,), daemon=True).start()
+    # A parent killed by SIGKILL stops nobody, but its end closes the pipe behind
+    # parent_process().sentinel: a thread waits for that, then ends this worker.
+    sentinel = multiprocessing.parent_process().sentinel
+    threading.Thread(target=exit_after, args=(sentinel,), daemon=True).start()
 
 
-def exit_when_ready(sentinel: int) -> None:
+def exit_after(sentinel) -> None:
     """Wait until the parent process is gone, then end this worker at once."""
     multiprocessing.connection.wait([sentinel])
     os._exit(1)
@@ -224,15 +161,15 @@ def exit_when_ready(sentinel: int) -> None:
 
 # The parent's helpers: each keeps one kind of trouble out of find_pet_names().
 
-STOP_SIGNALS = [
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-]
+PROG = os.path.basename(sys.argv[0])  # "mp.py" in messages, as argparse says it
+END_SIGNALS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+STOP_SIGNALS = [signal.SIGINT, *END_SIGNALS]  # Ctrl-C, SIGTERM and SIGHUP
 
 
-def make_queue(context):
+def make_queue(ctx):
     """The run's Queue, or CannotStartError if this machine cannot make one."""
     try:
-        return context.Queue()
+        return ctx.Queue()
     except (ImportError, OSError) as error:  # no working /dev/shm, as on AWS Lambda
         raise CannotStartError(
             "multiprocessing's Queue needs POSIX semaphores, and they are not "
@@ -240,31 +177,10 @@ def make_queue(context):
         ) from None
 
 
-def start_worker(process, people: int) -> None:
-    """Start one worker, or raise CannotStartError naming the limit that stopped it.
-
-    Ctrl-C, SIGTERM and SIGHUP are held back meanwhile: the parent is never
-    interrupted halfway through a start, and the new process inherits the hold,
-    so no signal hits it while it is still starting up (spawn takes a while).
-    """
-    with signals_held():
-        try:
-            process.start()
-        except OSError as error:
-            if error.errno not in (errno.EMFILE, errno.ENFILE, errno.EAGAIN):
-                raise
-            raise CannotStartError(
-                f"cannot start {people} workers, one per person: {error.strerror}"
-                " (see the limits `ulimit -n` and `ulimit -u`)"
-            ) from None
-
-
-def next_result(output, waiting: dict, started: dict, timeout: float | None) -> tuple:
-    """Wait for the next (person, result); raise as soon as a lookup has failed.
-
-    A blocking get() would wait forever for a worker that died or hangs, so
-    wait in short steps and check on the workers in between.
-    """
+def next_result(output, waiting: dict, started: dict, timeout) -> tuple[str, str]:
+    """Wait for the next (person, result); raise as soon as a lookup has failed."""
+    # A blocking get() would wait forever for a worker that died or hangs: wait
+    # in short steps, and check on the workers in between.
     while True:
         # Taken before the wait: a worker that has exited has put all it sent in
         # the pipe, so if the wait then finds nothing, that worker sent nothing.
@@ -274,25 +190,19 @@ def next_result(output, waiting: dict, started: dict, timeout: float | None) -> 
             if isinstance(answer, Exception):
                 raise answer
             return person, answer
-        check_on_workers(waiting, exited, started, timeout)
-
-
-def check_on_workers(waiting: dict, exited: set, started: dict, timeout) -> None:
-    """Raise PetLookupError for the first awaited worker that died, ended without
-    a result, or has run past the time limit."""
-    for person, process in waiting.items():
-        code = process.exitcode
-        if code is not None and code < 0:
-            why = f"was killed by {signal.Signals(-code).name}"
-        elif code:
-            why = f"exited with status {code}"
-        elif person in exited:
-            why = "ended without sending its result"
-        elif timeout is not None and time.monotonic() - started[person] > timeout:
-            why = f"ran past the time limit of {timeout:g} s"
-        else:
-            continue
-        raise PetLookupError(f"lookup for {person!r} {why}")
+        for person, process in waiting.items():
+            code = process.exitcode
+            if code is not None and code < 0:
+                failure = f"was killed by {signal.Signals(-code).name}"
+            elif code:
+                failure = f"exited with status {code}"
+            elif person in exited:
+                failure = "ended without sending its result"
+            elif timeout is not None and time.monotonic() - started[person] > timeout:
+                failure = f"ran past the time limit of {timeout:g} s"
+            else:
+                continue
+            raise PetLookupError(f"lookup for {person!r} {failure}")
 
 
 @contextlib.contextmanager
@@ -302,89 +212,71 @@ def stop_all_on_error(processes: dict) -> Iterator[None]:
         yield
     except BaseException:
         with signals_held():  # a second Ctrl-C must not cut the clean-up short
-            stop_workers(list(processes.values()))
+            running = [p for p in processes.values() if p.is_alive()]
+            for process in running:
+                process.terminate()
+            deadline = time.monotonic() + GRACE
+            for process in running:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():  # it ignores SIGTERM
+                    process.kill()
+                    process.join()
         raise
-
-
-def stop_workers(processes: list) -> None:
-    """Ask every running worker to stop (SIGTERM); kill those still there after GRACE."""
-    running = [process for process in processes if process.is_alive()]
-    for process in running:
-        process.terminate()
-    deadline = time.monotonic() + GRACE
-    for process in running:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in running:
-        if process.is_alive():  # it ignores SIGTERM
-            process.kill()
-            process.join()
 
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold back Ctrl-C, SIGTERM and SIGHUP until the block ends (POSIX only)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """Hold Ctrl-C, SIGTERM and SIGHUP back until the block ends (POSIX only)."""
+    hold = hasattr(signal, "pthread_sigmask")
+    if hold:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if hold:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise Stopped, so they stop a run as
-    Ctrl-C does: workers stopped, one line on stderr."""
-
-    def stop(signal_number: int, frame) -> None:
-        raise Stopped(signal.Signals(signal_number))
-
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS[1:]}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+def exit_on_signal(number: int, frame) -> None:
+    """For SIGTERM and SIGHUP: say so, and exit as a shell reports a signal."""
+    print(f"{PROG}: stopped by {signal.Signals(number).name}", file=sys.stderr)
+    raise SystemExit(128 + number)  # on its way out, it stops the workers
 
 
 def check_input(pet_map: Mapping, delay: float, timeout: float | None) -> tuple:
-    """Return {person: pet name}, the delay and the timeout, or raise an error that says what is wrong."""
+    """Return {person: pet name}, the delay and the timeout, or say what is wrong."""
     delay = seconds(delay, "delay")
     timeout = None if timeout is None else seconds(timeout, "timeout")
     if not isinstance(pet_map, Mapping):
-        raise PetMapError(f"the pet map must be a mapping, got {type(pet_map).__name__}")
+        raise PetMapError(f"pet map must be a mapping, not {type(pet_map).__name__}")
     pet_names = {}
     for person, entry in pet_map.items():
         if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):
-            example = {"pet_name": "max"}
-            raise PetMapError(f"{person!r} needs an entry like {example}, got {entry!r}")
+            raise PetMapError(f"{person!r} needs an entry like {SHAPE}, got {entry!r}")
         pet_names[person] = entry["pet_name"]
     check_open_files(len(pet_names))
     return pet_names, delay, timeout
 
 
-def seconds(value: str | float, what: str = "seconds") -> float:
-    """A finite number of seconds, 0 or more. Also the type of --delay and --timeout.
+SHAPE = {"pet_name": "max"}  # what each person's entry in the pet map looks like
 
-    argparse turns the ValueError into its usual "invalid seconds value" error.
-    """
-    number = float(value)
-    if not 0 <= number < math.inf:
-        raise ValueError(f"{what} must be a finite number of seconds, 0 or more: {value!r}")
+
+def seconds(value: str | float, what: str = "seconds") -> float:
+    """A finite number of seconds, 0 or more; also the type of --delay and --timeout."""
+    number = float(value)  # argparse reports a ValueError as "invalid seconds value"
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"{what} must be finite seconds, 0 or more, not {value!r}")
     return number
 
 
 def check_open_files(people: int) -> None:
-    """Refuse, before anything starts, more workers than the limit on open files allows."""
-    try:
-        import resource  # POSIX only
-    except ImportError:
+    """Refuse, before anything starts, more workers than the open-files limit allows."""
+    if not os.path.isdir("/dev/fd"):  # Windows: no such limit
         return
+    import resource
+
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    in_use = len(os.listdir("/dev/fd")) if os.path.isdir("/dev/fd") else 3
-    needed = 2 * people + in_use + 6  # the parent keeps 2 pipe ends per worker
+    needed = 2 * people + len(os.listdir("/dev/fd")) + 6  # 2 pipe ends per worker
     if limit != resource.RLIM_INFINITY and needed > limit:
         raise CannotStartError(
             f"{people} workers, one per person, need about {needed} open files, "
@@ -394,32 +286,19 @@ def check_open_files(people: int) -> None:
 
 def usable_cores() -> int:
     """How many cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    cores_allowed = getattr(os, "sched_getaffinity", None)  # not on macOS or Windows
+    return len(cores_allowed(0)) if cores_allowed else os.cpu_count() or 1
 
 
-def draw_timeline(times: dict, wall: float, delay: float, best: int) -> str:
-    """One row per person, from its process's start to its result's arrival, on a
-    common axis in seconds; then the speedup over one lookup after another."""
+def draw_timeline(times: dict, delay: float, best: int) -> str:
+    """A row per person, from its process's start to its result's arrival; the speedup."""
     origin = min(start for start, _ in times.values())
-    end = max(arrived for _, arrived in times.values()) - origin
-    label = min(max(len(person) for person in times), 16) + 2
-    width = 79 - label  # so that no line is wider than 80 columns
-    scale = (width - 1) / max(end, 1e-3)  # columns per second
-    steps = [m * 10**e for e in range(-3, 5) for m in (1, 2, 5)]
-    step = next(s for s in steps if s * scale >= 8)
-    axis = [" "] * width
-    for tick in range(int(end / step) + 1):
-        text = f"{round(tick * step, 3):g}"
-        column = round(tick * step * scale)
-        if column + len(text) <= width:
-            axis[column : column + len(text)] = text
-    lines = ["seconds".ljust(label) + "".join(axis).rstrip()]
+    wall = max(arrived for _, arrived in times.values()) - origin
+    scale = 54 / max(wall, 1e-3)  # columns a second: names take 20, the run 55
+    lines = [f"{'seconds':<20}0{f'{wall / 2:.2f}':^53}{wall:.2f}"]  # 0, middle, end
     for person, (start, arrived) in sorted(times.items(), key=lambda item: item[1]):
-        first = round((start - origin) * scale)
-        last = round((arrived - origin) * scale)
-        lines.append(person[: label - 2].ljust(label) + " " * first + "=" * (last - first + 1))
+        first, last = round((start - origin) * scale), round((arrived - origin) * scale)
+        lines.append(f"{person[:18]:<20}" + " " * first + "=" * (last - first + 1))
     work = len(times) * delay
     lines.append(
         f"{len(times)} lookups of {round(delay, 3)} s = {round(work, 3)} s of work "
@@ -429,9 +308,8 @@ def draw_timeline(times: dict, wall: float, delay: float, best: int) -> str:
 
 
 def silence_stdout() -> None:
-    """Send what is left for stdout to /dev/null, as the Python docs' note on SIGPIPE advises."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    """Send what is left for stdout to /dev/null, as the Python docs' note on SIGPIPE does."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class PetMapError(ValueError):
@@ -444,14 +322,6 @@ class PetLookupError(RuntimeError):
 
 class CannotStartError(RuntimeError):
     """This machine cannot run the lookups: too many people for its limits, or no semaphores."""
-
-
-class Stopped(BaseException):
-    """SIGTERM or SIGHUP asked the run to stop. Like KeyboardInterrupt, not an error."""
-
-    def __init__(self, received: signal.Signals) -> None:
-        super().__init__(received.name)
-        self.signal = received
 
 
 # Under the spawn and forkserver start methods every worker imports this file:

@@ -56,7 +56,9 @@ def run_way(way: str, work: str, delay: float, people: int, start_method: str) -
     else:  # "pool": one worker per person up to 10, or one per core
         workers = 10 if way == "pool" else os.cpu_count()
         context = multiprocessing.get_context(start_method)
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context
+        ) as pool:
             results = list(pool.map(lookup_and_return, *args))
     print("consuming from queue:")
     print(results)
@@ -127,19 +129,31 @@ def main() -> None:
     if "methods" in args.tables:
         commands = {}
         for method in methods:
-            commands[method, "mp.py"] = ([python, "mp.py", "--start-method", method], KIT)
+            commands[method, "mp.py"] = (
+                [python, "mp.py", "--start-method", method],
+                KIT,
+            )
             pool = [*me, "pool", "sleep", str(mp.DELAY), "10", method]
             commands[method, "ProcessPoolExecutor(10)"] = (pool, KIT)
         show("ten lookups of 2 s, by start method", measure(commands, args.rounds))
     if "ways" in args.tables:
         commands = {}
         for work in ("sleep", "cpu"):
-            for way, label in [("serial", "one after another"), ("threads", "ThreadPoolExecutor(10)")]:
+            for way, label in [
+                ("serial", "one after another"),
+                ("threads", "ThreadPoolExecutor(10)"),
+            ]:
                 commands[work, label] = ([*me, way, work, "0.5", "10", default], KIT)
-            commands[work, "mp.py"] = ([python, "mp.py", "--work", work, "--delay", "0.5"], KIT)
+            commands[work, "mp.py"] = (
+                [python, "mp.py", "--work", work, "--delay", "0.5"],
+                KIT,
+            )
             pool = [*me, "pool", work, "0.5", "10", default]
             commands[work, "ProcessPoolExecutor(10)"] = (pool, KIT)
-        show(f"ten lookups of 0.5 s, start method {default}", measure(commands, args.rounds))
+        show(
+            f"ten lookups of 0.5 s, start method {default}",
+            measure(commands, args.rounds),
+        )
     if "scale" in args.tables:
         commands = {}
         for people in (10, 100, 1000):
