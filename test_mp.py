@@ -608,6 +608,7 @@ def test_timeline_shows_every_lookup_and_the_measured_speedup(start_method):
     args = ["--delay", str(delay), "--timeline", "--start-method", start_method]
     done = subprocess.run(
         [sys.executable, "-c", program, *args],
+        check=False,
         cwd=HERE,
         capture_output=True,
         text=True,
@@ -833,7 +834,7 @@ def test_help_explains_every_option(capsys):
 def test_ctrl_c_at_any_moment_stops_everything(start_method):
     # A terminal sends Ctrl-C's SIGINT to every process in its foreground group,
     # workers still starting up included.
-    ctrl_c = lambda script, workers: os.killpg(script, signal.SIGINT)  # noqa: E731
+    ctrl_c = lambda script, workers: os.killpg(script, signal.SIGINT)
     for when in [0.0, 0.1, 0.2, 0.3, "workers"]:
         outcome = interrupt_script(start_method, ctrl_c, when)
         assert (outcome.status, outcome.stdout, outcome.stderr) == (
@@ -852,8 +853,8 @@ def test_ctrl_c_at_any_moment_stops_everything(start_method):
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_signals_to_the_script_alone_stop_everything(start_method):
     term, hup, kill = signal.SIGTERM, signal.SIGHUP, signal.SIGKILL
-    to_script = lambda sig: lambda script, workers: os.kill(script, sig)  # noqa: E731
-    kill_worker = lambda script, workers: os.kill(workers[0], kill)  # noqa: E731
+    to_script = lambda sig: lambda script, workers: os.kill(script, sig)
+    kill_worker = lambda script, workers: os.kill(workers[0], kill)
     by_term, by_hup, by_kill, worker_killed = side_by_side(
         lambda: interrupt_script(start_method, to_script(term)),
         lambda: interrupt_script(start_method, to_script(hup)),
@@ -926,6 +927,7 @@ def test_more_people_than_open_files_allow_get_one_line(tmp_path):
                         method,
                     ],
                 ),
+                check=False,
                 cwd=kit,
                 capture_output=True,
                 text=True,
@@ -947,14 +949,24 @@ def test_no_posix_semaphores_gives_one_line():
     # A read-only /dev/shm, in a mount namespace of its own, as on AWS Lambda.
     probe = ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o ro none /dev/shm"]
     try:
-        usable = subprocess.run(probe, capture_output=True, timeout=5).returncode == 0
+        usable = (
+            subprocess.run(
+                probe, check=False, capture_output=True, timeout=5
+            ).returncode
+            == 0
+        )
     except FileNotFoundError:
         usable = False
     if not usable:
         pytest.skip("needs unshare and the right to mount (root on Linux)")
     command = f"{probe[-1]} && exec {shlex.quote(sys.executable)} mp.py --delay 0"
     done = subprocess.run(
-        [*probe[:-1], command], cwd=HERE, capture_output=True, text=True, timeout=9
+        [*probe[:-1], command],
+        check=False,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=9,
     )
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (
@@ -1010,7 +1022,7 @@ def test_stdout_closed_early_ends_quietly(start_method):
 def readme_outputs() -> list[tuple[str, list[str]]]:
     """Each output block in README.md: the command on its `$ ` line, and the lines after it."""
     blocks = re.findall(
-        r"```\n(\$ python3 mp\.py.*?)```", (HERE / "README.md").read_text(), re.S
+        r"```\n(\$ python3 mp\.py.*?)```", (HERE / "README.md").read_text(), re.DOTALL
     )
     return [(block.splitlines()[0][2:], block.splitlines()[1:]) for block in blocks]
 
@@ -1038,6 +1050,7 @@ def test_readme_shows_what_the_kit_prints():
             lambda command=command: (
                 subprocess.run(
                     [sys.executable, *shlex.split(command)[1:]],
+                    check=False,
                     cwd=HERE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

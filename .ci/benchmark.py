@@ -32,7 +32,7 @@ from pathlib import Path
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))
 
-import mp  # noqa: E402 (the kit's folder is on sys.path from the line above)
+import mp
 
 
 def lookup_and_return(person: str, pet_name: str, delay: float, work: str) -> str:
