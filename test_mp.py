@@ -146,6 +146,18 @@ def speedups(pytestconfig) -> list[str]:
     return report.lines
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_in_a_terminal():
+    """Let Ctrl-C through, as a terminal does, even when the suite runs in the background.
+
+    A shell starts a background job with SIGINT ignored, and every process the
+    tests start would inherit that, so that no Ctrl-C test could work.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True)
 def no_worker_left_behind():
     """Whatever a test does, no worker it started outlives it."""

@@ -220,10 +220,13 @@ def main() -> int:
         ["git", "ls-files"], cwd=KIT, capture_output=True, text=True, check=True
     ).stdout.split()
     killed, survived, unapplied = [], [], []
-    for name, old, new in MUTATIONS:
+    baseline = [("none: the kit as it is", "", "")] if not args.only else []
+    for name, old, new in baseline + MUTATIONS:
         if args.only and args.only not in name:
             continue
-        if source.count(old) != 1:
+        if name.startswith("none"):
+            pass
+        elif source.count(old) != 1:
             unapplied.append(name)
             print(
                 f"NOT APPLIED  {name}: the text is in mp.py {source.count(old)} times"
@@ -233,7 +236,9 @@ def main() -> int:
             for file in files:
                 (Path(folder) / file).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(KIT / file, Path(folder) / file)
-            (Path(folder) / "mp.py").write_text(source.replace(old, new))
+            (Path(folder) / "mp.py").write_text(
+                source.replace(old, new) if old else source
+            )
             started = time.monotonic()
             try:
                 done = subprocess.run(
@@ -258,9 +263,16 @@ def main() -> int:
                 )
             except subprocess.TimeoutExpired:
                 caught, why = True, "the suite did not finish in 300 s"
+        took = time.monotonic() - started
+        if name.startswith("none"):
+            print(f"baseline  {name} ({took:.0f} s): {why}", flush=True)
+            if caught:
+                print("the suite fails without any mutation: no score")
+                return 1
+            continue
         fate = "killed  " if caught else "SURVIVED"
         (killed if caught else survived).append(name)
-        print(f"{fate}  {name} ({time.monotonic() - started:.0f} s): {why}", flush=True)
+        print(f"{fate}  {name} ({took:.0f} s): {why}", flush=True)
     tried = len(killed) + len(survived)
     print(
         f"\n{len(killed)} of {tried} mutants killed ({100 * len(killed) / max(tried, 1):.0f} %)"
