@@ -244,6 +244,19 @@ def run_script(
     return process.returncode, b"".join(chunks).decode(), stderr
 
 
+def run_program(program: str, *args: str, **run) -> subprocess.CompletedProcess:
+    """Run `python -c PROGRAM ARGS` in the kit's folder; stdout and stderr as text."""
+    run = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **run}
+    return subprocess.run(
+        [sys.executable, "-c", program, *args],
+        check=False,
+        cwd=HERE,
+        text=True,
+        timeout=9,
+        **run,
+    )
+
+
 def side_by_side(*calls):
     """Run independent scenarios at the same time; return their results in order."""
     with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
@@ -503,14 +516,7 @@ def test_main_after_set_start_method(start_method):
         "import mp\n"
         "sys.exit(mp.main(['--delay', '0']))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program, start_method],
-        check=False,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=9,
-    )
+    done = run_program(program, start_method)
     assert (done.returncode, done.stderr) == (0, "")
     assert assert_posts_lines(done.stdout) == []
 
@@ -576,14 +582,7 @@ def test_importing_mp_starts_nothing_and_prints_nothing():
         "import mp\n"
         "print(calls)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program],
-        check=False,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=9,
-    )
+    done = run_program(program)
     assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
 
 
@@ -622,14 +621,7 @@ def test_timeline_shows_every_lookup_and_the_measured_speedup(start_method):
         "sys.exit(status)\n"
     )
     args = ["--delay", str(delay), "--timeline", "--start-method", start_method]
-    done = subprocess.run(
-        [sys.executable, "-c", program, *args],
-        check=False,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=9,
-    )
+    done = run_program(program, *args)
     assert done.returncode == 0, done.stderr
     elapsed = float(done.stderr)
     chart = assert_posts_lines(done.stdout)
@@ -1056,16 +1048,7 @@ def test_a_closed_stdout_in_the_parent_ends_quietly():
     reader, writer = os.pipe()
     os.close(reader)
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", program],
-            check=False,
-            cwd=HERE,
-            env=env,
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=9,
-        )
+        done = run_program(program, env=env, stdout=writer)
     finally:
         os.close(writer)
     assert (done.returncode, done.stderr) == (1, "")
