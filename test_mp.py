@@ -1,9 +1,13 @@
 """Tests for mp.py: every pet name comes back once, in about one delay, under every start method.
 
-The failure tests check that no lookup, signal or limit can hang the run, lose
-a result, print a traceback or leave a process behind. A bug in this kit
-usually shows up as a hang, so every test has a time limit (pytest-timeout).
-The speedups that the timed tests measure are printed at the end of the run.
+The other tests check the kit's promise: whatever happens (a lookup that
+fails, hangs, lingers or floods the pipe; a signal, a limit, a closed stream,
+bad data), the run ends in bounded time, leaves no process behind, loses no
+result it received and says what happened in one line. A bug here usually
+shows up as a hang, so every test has a time limit (pytest-timeout), and a
+test that fails kills what it started. The timed tests print what they
+measured at the end of the run; on a machine too busy to tell, they skip and
+say why.
 """
 
 import ast
@@ -11,6 +15,9 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
+import importlib
+import json
 import multiprocessing
 import os
 import pty
@@ -21,6 +28,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -31,106 +40,23 @@ import mp
 from pets import pet_maps
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / ".ci"))  # the test lookups, which workers import
+lookups = importlib.import_module("lookups")
+
 START_METHODS = multiprocessing.get_all_start_methods()
-EXPECTED = collections.Counter(
-    f"pet name: {entry['pet_name']}" for entry in pet_maps.values()
-)
-# Spawn and forkserver children start a fresh interpreter, and import this file
-# (and pytest with it) to run the lookups defined here: tests where the number
-# of workers is not the point use fewer of them.
+EXPECTED = collections.Counter(f"pet name: {e['pet_name']}" for e in pet_maps.values())
 THREE = {person: pet_maps[person] for person in ("adam", "steve", "michelle")}
-ONE = {"steve": pet_maps["steve"]}
-LINUX_ONLY = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads process details from /proc"
-)
+LINUX = sys.platform.startswith("linux")
+LINUX_ONLY = pytest.mark.skipif(not LINUX, reason="reads process details from /proc")
 
 pytestmark = pytest.mark.timeout(10)
 
 
-# Lookups the tests pass to find_pet_names(). They live at module level so that
-# spawn and forkserver children can import them.
-
-
-def put_start_method(person: str, pet_name: str, output, delay: float) -> None:
-    """Answer with the start method that made this process, read from its command line."""
-    cmdline = Path("/proc/self/cmdline").read_bytes()
-    started_by = [
-        m for m in ("forkserver", "spawn") if f"multiprocessing.{m}".encode() in cmdline
-    ]
-    output.put((person, started_by[0] if started_by else "fork"))
-
-
-def return_without_result(person: str, pet_name: str, output, delay: float) -> None:
-    """Exit cleanly without putting anything on the queue."""
-
-
-WAIT_FOR = {"adam": 0.4, "steve": 0.2, "michelle": 0.0}  # so results arrive in reverse
-
-
-def wait_in_reverse(person: str, pet_name: str, output, delay: float) -> None:
-    """The real lookup, but adam's takes longest and michelle's no time at all."""
-    mp.get_pet_name(person, pet_name, output, WAIT_FOR[person])
-
-
-@dataclasses.dataclass
-class FailingLookup:
-    """The real lookup for everyone but Steve, whose lookup fails in the way `how` says.
-
-    Just before failing it writes the time (time.monotonic(), which is the same
-    clock in every process on Linux) to `stamp`, so a test can tell how long the
-    run took to notice.
-    """
-
-    how: str  # "raise", "exit" or "kill"
-    stamp: Path
-
-    def __call__(self, person: str, pet_name: str, output, delay: float) -> None:
-        if person != "steve":
-            return mp.get_pet_name(person, pet_name, output, delay)
-        self.stamp.write_text(repr(time.monotonic()))
-        if self.how == "raise":
-            raise LookupError("no record of sylvester")
-        if self.how == "exit":
-            os._exit(3)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-@dataclasses.dataclass
-class StuckLookup:
-    """Steve's lookup ignores SIGTERM and never ends; then something stops the run.
-
-    `then` is what stops it: "timeout" (the run's time limit), "error" (Adam's
-    lookup fails), "ctrl-c" or "sigterm" (sent to the parent). The time Steve's
-    lookup got stuck goes to `stamp`.
-    """
-
-    then: str
-    stamp: Path
-
-    def __call__(self, person: str, pet_name: str, output, delay: float) -> None:
-        if person == "adam":  # fails once Steve is stuck
-            while not self.stamp.exists():
-                time.sleep(0.01)  # polling for a state, not waiting out a race
-            raise LookupError("adam failed")
-        parent = multiprocessing.parent_process().pid
-        if self.then == "ctrl-c twice":
-            # The parent's SIGTERM means it is cleaning up: press Ctrl-C again.
-            signal.signal(signal.SIGTERM, lambda *_: os.kill(parent, signal.SIGINT))
-        else:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        self.stamp.write_text(repr(time.monotonic()))
-        if self.then.startswith("ctrl-c"):
-            os.kill(parent, signal.SIGINT)
-        if self.then == "sigterm":
-            os.kill(parent, signal.SIGTERM)
-        time.sleep(3600)
-
-
-# Helpers
+# The suite's own set-up
 
 
 class SpeedupReport:
-    """Collects the speedups that tests measure and prints them after the test run."""
+    """Collects what the timed tests measure, and prints it after the test run."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -144,128 +70,65 @@ class SpeedupReport:
 
 @pytest.fixture(scope="session")
 def speedups(pytestconfig) -> list[str]:
-    """A list whose lines pytest prints at the end, passed or failed."""
+    """A list whose lines pytest prints at the end, passed, failed or skipped."""
     report = SpeedupReport()
     pytestconfig.pluginmanager.register(report, "mp-speedups")
     return report.lines
 
 
 @pytest.fixture(scope="session", autouse=True)
-def ctrl_c_as_in_a_terminal():
-    """Let Ctrl-C through, as a terminal does, even when the suite runs in the background.
+def signals_as_in_a_terminal():
+    """Let the stop signals through, as a terminal does, even in a background job or nohup.
 
-    A shell starts a background job with SIGINT ignored, and every process the
-    tests start would inherit that, so that no Ctrl-C test could work.
+    A shell starts a background job with SIGINT ignored, and nohup ignores
+    SIGHUP. Every process the tests start would inherit that, and mp.py keeps
+    a signal that it was started with ignored: no signal test could work.
     """
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    handlers = {signal.SIGINT: signal.default_int_handler}
+    handlers |= {signal.SIGTERM: signal.SIG_DFL, signal.SIGHUP: signal.SIG_DFL}
+    previous = {number: signal.signal(number, h) for number, h in handlers.items()}
     yield
-    signal.signal(signal.SIGINT, previous)
+    for number, handler in previous.items():
+        signal.signal(number, handler)
 
 
 @pytest.fixture(autouse=True)
 def no_worker_left_behind():
-    """Whatever a test does, no worker it started outlives it."""
+    """Whatever a test does, no worker it started, nor anything in its group, outlives it."""
     yield
     for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
         child.kill()
         child.join()
 
 
-@contextlib.contextmanager
-def sigterm_exits():
-    """Within the block, SIGTERM to this process does what it does in mp.main()."""
-    previous = signal.signal(signal.SIGTERM, mp.exit_on_signal)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+@pytest.fixture(params=START_METHODS)
+def start_method(request) -> str:
+    """Each start method this platform has: fork, spawn and forkserver on Linux."""
+    return request.param
 
 
-@pytest.fixture
-def forbid_process_start(monkeypatch):
-    """Make any attempt to start a process fail the test."""
-
-    def start(self):
-        pytest.fail(f"a process was started: {self}")
-
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+# Helpers
 
 
-def assert_posts_lines(stdout: str) -> list[str]:
-    """Ten 'adding to queue', then 'consuming from queue:', then the list of all ten results.
-
-    Returns the lines after those twelve.
-    """
+def posts_lines(stdout: str, people: dict = pet_maps) -> list[str]:
+    """Check the post's lines: an 'adding to queue' per person, 'consuming from queue:'
+    and the list of every result, each once. Returns the lines after them."""
     lines = stdout.splitlines()
-    assert lines[:11] == ["adding to queue"] * 10 + ["consuming from queue:"], stdout
-    assert collections.Counter(ast.literal_eval(lines[11])) == EXPECTED
-    return lines[12:]
-
-
-def run_script(
-    args: list[str], stdout_to: str = "pipe", env: dict | None = None, cwd=HERE
-):
-    """Run `python mp.py ARGS` with stdout going to a pipe, a file or a terminal.
-
-    Returns (exit status, stdout, stderr).
-    """
-    command = [sys.executable, "mp.py", *args]
-    if stdout_to in ("pipe", "file"):
-        with tempfile.TemporaryFile("w+") as file:
-            done = subprocess.run(
-                command,
-                check=False,
-                cwd=cwd,
-                env=env,
-                stdout=file if stdout_to == "file" else subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=9,
-            )
-            file.seek(0)
-            stdout = file.read() if stdout_to == "file" else done.stdout
-        return done.returncode, stdout, done.stderr
-    controller, terminal = pty.openpty()
-    with subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=terminal, stderr=subprocess.PIPE, text=True
-    ) as process:
-        os.close(terminal)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO: every process holding the terminal has closed it
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(controller)
-        stderr = process.stderr.read()
-    return process.returncode, b"".join(chunks).decode(), stderr
-
-
-def run_program(program: str, *args: str, **run) -> subprocess.CompletedProcess:
-    """Run `python -c PROGRAM ARGS` in the kit's folder; stdout and stderr as text."""
-    run = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **run}
-    return subprocess.run(
-        [sys.executable, "-c", program, *args],
-        check=False,
-        cwd=HERE,
-        text=True,
-        timeout=9,
-        **run,
+    count = len(people)
+    assert lines[: count + 1] == ["adding to queue"] * count + [
+        "consuming from queue:"
+    ], stdout
+    expected = collections.Counter(
+        f"pet name: {e['pet_name']}" for e in people.values()
     )
+    assert collections.Counter(ast.literal_eval(lines[count + 1])) == expected, stdout
+    return lines[count + 2 :]
 
 
-def side_by_side(*calls):
-    """Run independent scenarios at the same time; return their results in order."""
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
-
-
-def group_processes(group: int) -> dict[int, dict]:
-    """The live processes in a process group: pid -> its parent, command line and ignored signals."""
+def processes_of(session: int) -> dict[int, dict]:
+    """The live processes of a session: pid -> its group, parent, command and signal masks."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -273,46 +136,38 @@ def group_processes(group: int) -> dict[int, dict]:
         try:
             stat = (entry / "stat").read_text()
             status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:  # the process has just exited
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # it has just exited
             continue
-        state, parent, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) != group or state == "Z":
+        state, parent, group, sid = stat.rsplit(")", 1)[1].split()[:4]
+        if int(sid) != session or state == "Z":
             continue
-        ignored = next(
-            line for line in status.splitlines() if line.startswith("SigIgn:")
+        fields = dict(
+            line.split(":\t", 1) for line in status.splitlines() if ":\t" in line
         )
         found[int(entry.name)] = {
+            "group": int(group),
             "parent": int(parent),
-            "cmdline": cmdline,
-            "ignores_sigint": bool(
-                int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1))
-            ),
+            "command": command,
+            "blocked": int(fields["SigBlk"], 16),
+            "ignored": int(fields["SigIgn"], 16),
         }
     return found
 
 
-def workers_of(leader: int) -> tuple[list[int], dict]:
-    """The script's workers that have set up their signals, and its whole group.
-
-    Workers are the processes in the leader's group apart from the leader and
-    multiprocessing's helpers (the resource tracker and the fork server).
-    """
-    processes = group_processes(leader)
-    workers = [
+def workers_up(script: int) -> list[int]:
+    """The workers of a script that have set themselves up: each leads its own process
+    group and has let the stop signals in (multiprocessing's helpers do neither)."""
+    return [
         pid
-        for pid, process in processes.items()
-        if pid != leader
-        and process["ignores_sigint"]
-        and not (
-            process["parent"] == leader
-            and (
-                b"resource_tracker" in process["cmdline"]
-                or b"forkserver" in process["cmdline"]
-            )
-        )
+        for pid, process in processes_of(script).items()
+        if pid != script and process["group"] == pid and not process["blocked"]
     ]
-    return workers, processes
+
+
+def bit(number: int) -> int:
+    """A signal's bit in a /proc signal mask."""
+    return 1 << (number - 1)
 
 
 def wait_for(condition, what: str, within: float = 8):
@@ -325,74 +180,197 @@ def wait_for(condition, what: str, within: float = 8):
     pytest.fail(f"{what} did not happen within {within} s")
 
 
-def wait_until_group_is_empty(group: int, within: float) -> dict[int, dict]:
-    """Wait up to `within` seconds for every process in the group to exit; return any left."""
+def wait_until_gone(session: int, within: float) -> dict[int, dict]:
+    """Wait up to `within` seconds for every process of a session to end; return any left."""
     deadline = time.monotonic() + within
-    while (left := group_processes(group)) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while (left := processes_of(session)) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for a state, not waiting out a race
     return left
 
 
-@contextlib.contextmanager
-def script_group(args: list[str], cwd=HERE, **popen):
-    """Run `python mp.py ARGS` leading a process group of its own, as a terminal runs it.
-
-    Whatever happens in the block, the whole group is killed when it ends, so a
-    failing test leaves no process behind.
-    """
-    command = [sys.executable, "mp.py", *args]
-    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
-    with subprocess.Popen(
-        command, cwd=cwd, text=True, start_new_session=True, **popen
-    ) as script:
-        try:
-            yield script
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(script.pid, signal.SIGKILL)
+def side_by_side(*calls):
+    """Run independent scenarios at the same time; return their results in order."""
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
 @dataclasses.dataclass
 class Outcome:
-    """What became of a script that a test interrupted."""
+    """What became of one run of the script."""
 
     status: int
-    took: float  # seconds from the interruption to the script's exit
-    left: dict  # processes of its group still running `within` seconds later
     stdout: str
     stderr: str
+    took: float  # seconds from the action (or the start) to the exit
+    left: dict  # processes of its session still running `within` seconds after the exit
 
 
-def interrupt_script(
-    start_method: str, interrupt, when="workers", within: float = 1.0
+def run(
+    *args: str,
+    program: str | None = None,
+    command: list[str] | None = None,
+    people: dict | None = None,
+    cwd: Path = HERE,
+    env: dict | None = None,
+    shell: str = "",
+    prefix: tuple = (),
+    pass_fds: tuple = (),
+    stdout: str = "pipe",
+    act=None,
+    when: float | str | None = None,
+    within: float = 1.0,
+    limit: float = 9,
 ) -> Outcome:
-    """Run `mp.py --delay 60` and interrupt it.
+    """Run `python mp.py ARGS` (or `python -c PROGRAM ARGS`, or COMMAND) in a session of its own.
 
-    `when` is "workers" (once its ten workers are up and ignore Ctrl-C) or a
-    number of seconds after its first child process appeared, while the workers
-    are still starting. interrupt(script's pid, workers' pids) does it.
+    people: run a copy of the kit whose pets.py holds these people instead.
+    shell: redirections for a shell to apply first, as a user would type them
+    ("<&- >&-", ">/dev/full"). prefix: a command to run it with (nohup).
+    stdout: "pipe", "file" or "terminal" (a pseudo-terminal that is the
+    session's controlling terminal; "terminal tostop" with `stty tostop` set).
+    act(pid): what to do to the script once `when` comes: "workers" (all its
+    workers are up), or a number of seconds after its first child appeared.
+    Whatever happens, everything in the session is killed at the end.
     """
-    args = ["--delay", "60", "--start-method", start_method]
-    with script_group(args) as script:
+    with contextlib.ExitStack() as cleanup:
+        if people is not None:
+            cwd = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+            shutil.copy(HERE / "mp.py", cwd)
+            (cwd / "pets.py").write_text(f"pet_maps = {people!r}\n")
+        if command is None:
+            command = [
+                sys.executable,
+                *(["-c", program] if program else ["mp.py"]),
+                *args,
+            ]
+        if shell:
+            command = ["bash", "-c", f'exec "$@" {shell}', "bash", *command]
+        command = [*prefix, *command]
+        output: dict = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE}
+        terminal = reader = None
+        chunks: list[bytes] = []
+        if stdout == "file":
+            output["stdout"] = cleanup.enter_context(tempfile.TemporaryFile("w+"))
+        elif stdout.startswith("terminal"):
+            reader, terminal = pty.openpty()
+            if stdout.endswith("tostop"):
+                attributes = termios.tcgetattr(terminal)
+                attributes[3] |= termios.TOSTOP
+                termios.tcsetattr(terminal, termios.TCSANOW, attributes)
+            command = ["setsid", "--ctty", *command]  # the terminal becomes its own
+            output = {"stdin": terminal, "stdout": terminal}
+        script = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=terminal is None,
+            pass_fds=pass_fds,
+            **output,
+        )
+        cleanup.callback(end_session, script)
+        if terminal is not None:
+            os.close(terminal)
+            drain = threading.Thread(target=read_terminal, args=(reader, chunks))
+            drain.start()
+        started = time.monotonic()
         if when == "workers":
-            workers = wait_for(
-                lambda: (w := workers_of(script.pid)[0]) and len(w) == 10 and w,
-                "ten workers starting",
-            )
-        else:
-            wait_for(lambda: len(group_processes(script.pid)) > 1, "a first child")
-            time.sleep(when)  # the instant under test
-            workers = []
-        interrupted = time.monotonic()
-        interrupt(script.pid, workers)
-        status = script.wait(timeout=5)
-        took = time.monotonic() - interrupted
-        left = wait_until_group_is_empty(script.pid, within=within)
-        stdout, stderr = script.communicate(timeout=5)
-    return Outcome(status, took, left, stdout, stderr)
+            count = len(pet_maps if people is None else people)
+            wait_for(lambda: len(workers_up(script.pid)) == count, "the workers up")
+        elif when is not None:
+            wait_for(lambda: len(processes_of(script.pid)) > 1, "a first child")
+            time.sleep(when)  # the moment under test
+        if act is not None:
+            started = time.monotonic()
+            act(script.pid)
+        status = script.wait(timeout=limit)
+        took = time.monotonic() - started
+        left = wait_until_gone(script.pid, within)
+        printed, errors = script.communicate(timeout=limit)
+        if terminal is not None:
+            drain.join(timeout=limit)
+            printed = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+        elif stdout == "file":
+            output["stdout"].seek(0)
+            printed = output["stdout"].read()
+        return Outcome(status, printed, errors, took, left)
 
 
-# The data and the normal run
+def end_session(script: subprocess.Popen) -> None:
+    """Kill whatever is left of a script's session, and the script."""
+    for pid in processes_of(script.pid) if LINUX else [script.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    script.kill()
+    script.wait()
+    for stream in (script.stdout, script.stderr):
+        if stream:
+            stream.close()
+
+
+def read_terminal(reader: int, chunks: list[bytes]) -> None:
+    """Read a pseudo-terminal until every process that has it open has closed it."""
+    try:
+        while chunk := os.read(reader, 4096):
+            chunks.append(chunk)
+    except OSError:  # EIO: nobody has the terminal open any more
+        pass
+    finally:
+        os.close(reader)
+
+
+def only_line(outcome: Outcome) -> str:
+    """The one line a failed run wrote on stderr."""
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1, outcome.stderr
+    return lines[0]
+
+
+def leftover_sleeps(seconds: str) -> list[int]:
+    """The live `sleep SECONDS` processes, which lookups.with_children starts."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            alive = command and (entry / "stat").read_text().split(") ")[1][0] != "Z"
+            if command == f"sleep\0{seconds}\0".encode() and alive:
+                found.append(int(entry.name))
+    return found
+
+
+def burn(seconds: float) -> None:
+    """Compute for `seconds` of this thread's CPU time."""
+    done_at = time.thread_time() + seconds
+    while time.thread_time() < done_at:
+        pass
+
+
+def spare_cores(seconds: float = 0.2) -> float:
+    """How many cores plain CPU-burning processes, one per usable core, get right now."""
+    cores = mp.usable_cores()
+    context = multiprocessing.get_context("fork")
+    burners = [context.Process(target=burn, args=(seconds,)) for _ in range(cores)]
+    started = time.monotonic()
+    for burner in burners:
+        burner.start()
+    for burner in burners:
+        burner.join(timeout=5)
+    return cores * seconds / (time.monotonic() - started)
+
+
+def busy(spare: float) -> str:
+    """Why a timing cannot be judged here, or "" if the machine has cores to spare."""
+    if spare >= 0.7 * mp.usable_cores():
+        return ""
+    load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+    return (
+        f"the machine is busy: CPU-burning processes got {spare:.1f} of "
+        f"{mp.usable_cores()} cores (load average {load})"
+    )
+
+
+# The post's run
 
 
 def test_pets_holds_the_posts_data():
@@ -410,75 +388,107 @@ def test_pets_holds_the_posts_data():
     }
 
 
+TIMED_RUN = """
+import json, sys, time
+import mp
+from pets import pet_maps
+arrivals = []
+started = time.monotonic()
+mp.find_pet_names(pet_maps, mp.DELAY, sys.argv[1], arrivals=arrivals)
+print(json.dumps([time.monotonic() - started, arrivals]))
+"""
+
+
 @pytest.mark.timeout(15)
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_all_ten_names_come_back_once_in_about_one_delay(start_method, speedups):
-    started = time.monotonic()
-    results = mp.find_pet_names(pet_maps, delay=mp.DELAY, start_method=start_method)
-    elapsed = time.monotonic() - started
-    speedup = len(pet_maps) * mp.DELAY / elapsed
-    report = (
-        f"sleep, {start_method}: {len(pet_maps)} lookups of {mp.DELAY} s "
-        f"in {elapsed:.2f} s, {speedup:.1f}x speedup (at most {len(pet_maps)}x)"
+def test_all_ten_names_come_back_once_in_about_one_delay(speedups):
+    # The three start methods side by side, each in a process of its own.
+    outcomes = side_by_side(
+        *(lambda m=method: run(m, program=TIMED_RUN) for method in START_METHODS)
     )
-    speedups.append(report)
-    assert collections.Counter(results) == EXPECTED
-    # Run one by one they take 10 delays, in two batches 2 delays: both fail here.
-    assert mp.DELAY <= elapsed < 1.75 * mp.DELAY, report
+    reports, failures = [], []
+    for method, outcome in zip(START_METHODS, outcomes):
+        assert (outcome.status, outcome.stderr) == (0, ""), method
+        elapsed, arrivals = json.loads(outcome.stdout.splitlines()[-1])
+        arrivals = [mp.Arrival(*arrival) for arrival in arrivals]
+        report = (
+            f"sleep, {method}: 10 lookups of {mp.DELAY} s in {elapsed:.2f} s, "
+            f"{10 * mp.DELAY / elapsed:.1f}x speedup (at most 10x; the three "
+            "start methods side by side)"
+        )
+        reports.append(report)
+        assert collections.Counter(a.result for a in arrivals) == EXPECTED, method
+        # Each lookup really waited (the parent hears of a start a moment after
+        # it), and all ten were waiting at one moment: run one by one, or in
+        # batches, they would not all overlap, however fast the machine.
+        for arrival in arrivals:
+            assert arrival.arrived - arrival.lookup_started >= 0.95 * mp.DELAY, method
+        last_start = max(arrival.lookup_started for arrival in arrivals)
+        assert last_start < min(arrival.arrived for arrival in arrivals), method
+        # Near one delay: one by one takes 10 delays, in two batches 2.
+        if not mp.DELAY <= elapsed < 1.75 * mp.DELAY:
+            failures.append(report)
+    if failures and (why := busy(spare_cores())):
+        speedups.extend(f"{report}; not judged, {why}" for report in reports)
+        pytest.skip(why)
+    speedups.extend(reports)
+    assert not failures, failures
 
 
 @pytest.mark.skipif(mp.usable_cores() < 2, reason="needs at least 2 usable cores")
-def test_cpu_work_runs_in_parallel_up_to_the_core_count(speedups):
+def test_cpu_work_runs_in_parallel_up_to_the_usable_cores(speedups):
     people = dict(list(pet_maps.items())[:4])
-    delay = 0.5
+    delay = 0.25
     cores = min(mp.usable_cores(), len(people))
+    spare_before = spare_cores()
     before = os.times()
     started = time.monotonic()
-    results = mp.find_pet_names(people, delay, lookup=mp.compute_pet_name)
+    results = mp.find_pet_names(people, delay, "fork", mp.compute_pet_name)
     elapsed = time.monotonic() - started
-    after = os.times()
-    cpu = sum(after[i] - before[i] for i in range(4))  # user + sys, workers included
+    cpu = sum(a - b for a, b in zip(os.times()[:4], before[:4]))  # workers included
+    spare = min(spare_before, spare_cores())
     work = len(people) * delay
     report = (
-        f"cpu, default start method: {len(people)} lookups of {delay} s of CPU "
-        f"in {elapsed:.2f} s, {work / elapsed:.1f}x speedup (at most {cores}x, "
-        f"the usable cores); CPU time {cpu:.2f} s"
+        f"cpu, fork: {len(people)} lookups of {delay} s of CPU in {elapsed:.2f} s, "
+        f"{work / elapsed:.1f}x speedup (at most {cores}x, the usable cores; plain "
+        f"CPU-burning processes got {spare:.1f}x); CPU time {cpu:.2f} s"
     )
-    speedups.append(report)
     assert sorted(results) == sorted(
         f"pet name: {e['pet_name']}" for e in people.values()
     )
     assert cpu >= 0.9 * work, report  # the lookups really computed
-    assert elapsed <= work / 1.5, report  # at least 1.5x faster than one after another
     assert elapsed >= 0.99 * work / cores, report  # never faster than the cores allow
+    if why := busy(spare):
+        speedups.append(f"{report}; not judged, {why}")
+        pytest.skip(why)
+    speedups.append(report)
+    # As parallel as the machine allows right now: one after another gives 1x.
+    assert work / elapsed >= 0.75 * spare, report
 
 
-@LINUX_ONLY
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_workers_use_the_start_method_asked_for(start_method):
-    results = mp.find_pet_names(ONE, 0, start_method, lookup=put_start_method)
-    assert results == [start_method]
-
-
-@LINUX_ONLY
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_default_start_method_is_the_one_the_program_set(start_method):
+def test_workers_use_the_start_method_asked_for_or_set(start_method):
+    one = {"steve": pet_maps["steve"]}
+    assert mp.find_pet_names(one, 0, start_method, lookups.start_method) == [
+        start_method
+    ]
     previous = multiprocessing.get_start_method(allow_none=True)
     multiprocessing.set_start_method(start_method, force=True)
     try:
-        results = mp.find_pet_names(ONE, 0, lookup=put_start_method)
+        assert mp.find_pet_names(one, 0, None, lookups.start_method) == [start_method]
     finally:
         multiprocessing.set_start_method(previous, force=True)
-    assert results == [start_method]
 
 
 def test_results_come_in_the_order_they_arrive_with_their_times():
-    times = {}
-    results = mp.find_pet_names(THREE, 0, "fork", lookup=wait_in_reverse, times=times)
+    people = {"adam": "max:0.4", "steve": "sylvester:0.2", "michelle": "fuzzy:0"}
+    pet_map = {person: {"pet_name": name} for person, name in people.items()}
+    arrivals: list[mp.Arrival] = []
+    results = mp.find_pet_names(pet_map, 0, "fork", lookups.in_reverse, None, arrivals)
     assert results == ["pet name: fuzzy", "pet name: sylvester", "pet name: max"]
-    assert list(times) == ["michelle", "steve", "adam"]
-    for person, (started, arrived) in times.items():
-        assert WAIT_FOR[person] <= arrived - started < WAIT_FOR[person] + 0.15
+    assert [arrival.person for arrival in arrivals] == ["michelle", "steve", "adam"]
+    for arrival in arrivals:
+        wait = float(people[arrival.person].split(":")[1])
+        assert arrival.process_started <= arrival.lookup_started
+        assert 0.95 * wait <= arrival.arrived - arrival.lookup_started < wait + 0.15
 
 
 def test_two_people_with_the_same_pet_get_a_result_each():
@@ -486,55 +496,30 @@ def test_two_people_with_the_same_pet_get_a_result_each():
     assert mp.find_pet_names(same_pet, 0, "fork") == ["pet name: max"] * 2
 
 
-@pytest.mark.timeout(15)
-def test_python3_mp_py_prints_the_posts_lines():
+def test_an_empty_pet_map_gives_an_empty_list_at_once():
     started = time.monotonic()
-    status, stdout, stderr = run_script([])
-    elapsed = time.monotonic() - started
-    assert (status, stderr) == (0, "")
-    assert assert_posts_lines(stdout) == []
-    assert mp.DELAY <= elapsed < 1.75 * mp.DELAY
+    assert mp.find_pet_names({}, delay=60) == []
+    assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_command_line_start_method_and_delay(start_method):
-    started = time.monotonic()
-    status, stdout, stderr = run_script(
-        ["--delay", "0.3", "--start-method", start_method]
+def test_lines_arrive_whole_and_in_order_on_a_pipe_a_file_or_a_terminal():
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    unbuffered = {**plain, "PYTHONUNBUFFERED": "1"}
+    places = ["pipe", "file", "terminal", "terminal tostop"]
+    runs = [(place, env) for place in places for env in (plain, unbuffered)]
+    outcomes = side_by_side(
+        *(
+            lambda p=place, e=env: run("--delay", "0", stdout=p, env=e)
+            for place, env in runs
+        )
     )
-    elapsed = time.monotonic() - started
-    assert (status, stderr) == (0, "")
-    assert assert_posts_lines(stdout) == []
-    assert 0.3 <= elapsed < mp.DELAY
+    for (place, env), outcome in zip(runs, outcomes):
+        what = f"{place}, PYTHONUNBUFFERED={env.get('PYTHONUNBUFFERED', '')}"
+        assert (outcome.status, outcome.stderr) == (0, ""), what
+        assert posts_lines(outcome.stdout) == [], what
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_main_after_set_start_method(start_method):
-    program = (
-        "import multiprocessing, sys\n"
-        "multiprocessing.set_start_method(sys.argv[1])\n"
-        "import mp\n"
-        "sys.exit(mp.main(['--delay', '0']))\n"
-    )
-    done = run_program(program, start_method)
-    assert (done.returncode, done.stderr) == (0, "")
-    assert assert_posts_lines(done.stdout) == []
-
-
-@pytest.mark.parametrize(
-    "unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED=1"]
-)
-@pytest.mark.parametrize("stdout_to", ["pipe", "file", "terminal"])
-def test_lines_arrive_whole_and_in_order(stdout_to, unbuffered):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = unbuffered
-    status, stdout, stderr = run_script(["--delay", "0"], stdout_to, env)
-    assert (status, stderr) == (0, "")
-    assert assert_posts_lines(stdout) == []
-
-
-def test_worker_writes_its_line_in_one_piece_before_its_result(monkeypatch):
+def test_a_line_is_one_write_flushed_before_the_result_is_put(monkeypatch):
     # print() writes the text and the newline separately, and with PYTHONUNBUFFERED=1
     # each goes out on its own, so ten workers can mix their lines.
     events = []
@@ -550,27 +535,23 @@ def test_worker_writes_its_line_in_one_piece_before_its_result(monkeypatch):
             events.append(("put", item))
 
     monkeypatch.setattr(sys, "stdout", Recorder())
-    mp.get_pet_name("adam", "max", Recorder(), 0)
+    mp.get_pet_name("max", Recorder(), 0)
     assert events == [
         ("write", "adding to queue\n"),
         ("flush",),
-        ("put", ("adam", "pet name: max")),
+        ("put", "pet name: max"),
     ]
 
 
-def test_compute_pet_name_burns_its_delay_in_cpu_then_reports_the_same_way(
-    monkeypatch,
-):
+def test_compute_pet_name_burns_its_delay_in_cpu_then_reports_the_same_way(monkeypatch):
     reported = []
-
-    def report(person, pet_name, output, delay):
-        reported.append((person, pet_name, output, delay))
-
-    monkeypatch.setattr(mp, "get_pet_name", report)
+    monkeypatch.setattr(
+        mp, "get_pet_name", lambda *args, **kw: reported.append((args, kw))
+    )
     started = time.thread_time()
-    mp.compute_pet_name("adam", "max", "the queue", 0.2)
+    mp.compute_pet_name("max", "the queue", 0.2)
     assert time.thread_time() - started >= 0.2
-    assert reported == [("adam", "max", "the queue", 0)]
+    assert reported == [(("max", "the queue"), {"delay": 0})]
 
 
 def test_importing_mp_starts_nothing_and_prints_nothing():
@@ -582,170 +563,646 @@ def test_importing_mp_starts_nothing_and_prints_nothing():
         "import mp\n"
         "print(calls)\n"
     )
-    done = run_program(program)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
+    outcome = run(program=program)
+    assert (outcome.status, outcome.stdout, outcome.stderr) == (0, "[]\n", "")
 
 
 # The timeline
 
 
-def parse_timeline(lines: list[str]) -> tuple[dict[str, tuple[int, int]], str]:
-    """The rows of a chart as {person: (first column, last column)}, and its summary."""
-    axis, *rows, summary = lines
-    assert axis.startswith("seconds ")
+def parse_timeline(lines: list[str]) -> tuple[dict[str, tuple[int, int, int]], str]:
+    """A chart's rows as {person: (first, lookup's first, last column)}, and its summary."""
+    axis, *rows, summary, legend = lines
+    assert axis.startswith("seconds ") and legend.startswith("- a worker starting up")
     label = len(re.match(r"seconds *", axis).group())
     spans = {}
     for row in rows:
         person, bar = row[:label].strip(), row[label:]
-        assert set(bar.strip()) == {"="} and bar.lstrip() == bar.strip(), row
-        spans[person] = (len(bar) - len(bar.lstrip()), len(bar) - 1)
+        assert re.fullmatch(r" *-*=+", bar), row
+        spans[person] = (len(bar) - len(bar.lstrip()), bar.find("="), len(bar) - 1)
     return spans, summary
 
 
 SUMMARY = re.compile(
-    r"(\d+) lookups of ([\d.]+) s = ([\d.]+) s of work in ([\d.]+) s: "
+    r"(\d+) lookups? of ([\d.]+) s = ([\d.]+) s of work in ([\d.]+) s: "
     r"([\d.]+)x speedup \(at most (\d+)x here\)"
 )
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_timeline_shows_every_lookup_and_the_measured_speedup(start_method):
-    delay = 0.5
+@pytest.mark.timeout(15)
+def test_timeline_shows_every_lookup_and_the_measured_speedup():
+    delay = 0.3
     # mp.main() timed from inside the script, so Python's start-up is not counted.
     program = (
         "import sys, time, mp\n"
-        "sys.argv[0] = 'mp.py'\n"
         "started = time.monotonic()\n"
         "status = mp.main(sys.argv[1:])\n"
         "print(time.monotonic() - started, file=sys.stderr)\n"
         "sys.exit(status)\n"
     )
-    args = ["--delay", str(delay), "--timeline", "--start-method", start_method]
-    done = run_program(program, *args)
-    assert done.returncode == 0, done.stderr
-    elapsed = float(done.stderr)
-    chart = assert_posts_lines(done.stdout)
-    assert all(len(line) <= 80 for line in chart), done.stdout
-    spans, summary = parse_timeline(chart)
-    assert list(spans) == list(pet_maps)
-    middle = max(last for _, last in spans.values()) // 2
-    assert all(first <= middle <= last for first, last in spans.values()), done.stdout
-    people, each, work, wall, speedup, best = SUMMARY.fullmatch(summary).groups()
-    assert (int(people), float(each), float(work), int(best)) == (10, delay, 5.0, 10)
-    assert float(wall) == pytest.approx(elapsed, rel=0.1)
-    assert float(speedup) == pytest.approx(10 * delay / elapsed, rel=0.1)
-
-
-def test_work_cpu_computes_and_allows_at_most_the_usable_cores(capfd):
-    before = os.times()
-    assert mp.main(["--work", "cpu", "--delay", "0.05", "--timeline"]) == 0
-    after = os.times()
-    cpu = sum(after[i] - before[i] for i in range(4))  # user + sys, workers included
-    chart = assert_posts_lines(capfd.readouterr().out)
-    best = SUMMARY.fullmatch(chart[-1]).group(6)
-    assert int(best) == min(10, mp.usable_cores())
-    assert cpu >= 0.9 * 10 * 0.05
+    args = ("--delay", str(delay), "--timeline", "--start-method")
+    outcomes = side_by_side(
+        *(lambda m=method: run(*args, m, program=program) for method in START_METHODS)
+    )
+    for method, outcome in zip(START_METHODS, outcomes):
+        assert outcome.status == 0, (method, outcome.stderr)
+        elapsed = float(outcome.stderr)
+        chart = posts_lines(outcome.stdout)
+        assert all(len(line) <= 80 for line in chart), outcome.stdout
+        spans, summary = parse_timeline(chart)
+        assert list(spans) == list(pet_maps)
+        # Each row starts up, then looks up; all ten lookups run at one moment.
+        assert all(first <= began <= last for first, began, last in spans.values())
+        latest = max(began for _, began, _ in spans.values())
+        assert latest <= min(last for *_, last in spans.values()), outcome.stdout
+        people, each, work, wall, speedup, best = SUMMARY.fullmatch(summary).groups()
+        assert (int(people), float(each), float(work), int(best)) == (
+            10,
+            delay,
+            3.0,
+            10,
+        )
+        assert delay <= float(wall) <= elapsed + 0.01  # (wall is rounded)
+        assert float(speedup) == pytest.approx(10 * delay / float(wall), rel=0.05)
 
 
 def test_timeline_places_each_row_on_the_common_axis():
-    times = {
-        "adam": (100.0, 102.0),
-        "steve": (100.5, 101.0),
-        "michelle": (101.0, 101.2),
-    }
-    chart = mp.draw_timeline(times, delay=0.5, best=3).splitlines()
+    arrivals = [
+        mp.Arrival("adam", "pet name: max", 100.0, 100.5, 102.0),
+        mp.Arrival("steve", "pet name: sylvester", 100.5, 100.5, 101.0),
+        mp.Arrival("michelle", "pet name: fuzzy", 101.0, 101.0, 101.2),
+    ]
+    chart = mp.draw_timeline(arrivals, delay=0.5, best=3).splitlines()
     # The run, 2 s, takes columns 0 to 54 after the names: 27 columns a second.
     assert (
         chart[0] == "seconds" + " " * 13 + "0" + " " * 24 + "1.00" + " " * 25 + "2.00"
     )
     spans, summary = parse_timeline(chart)
-    assert spans == {"adam": (0, 54), "steve": (14, 27), "michelle": (27, 32)}
+    assert spans == {
+        "adam": (0, 14, 54),
+        "steve": (14, 14, 27),
+        "michelle": (27, 27, 32),
+    }
     assert summary == (
         "3 lookups of 0.5 s = 1.5 s of work in 2.00 s: 0.8x speedup (at most 3x here)"
     )
 
 
-# Never hang, never lose a result
+def test_timeline_copes_with_no_results_odd_names_and_an_ascii_stdout():
+    assert mp.draw_timeline([], 2.0, 1) == "no results, so nothing to draw"
+    arrivals = [
+        mp.Arrival(7, "pet name: x", 0.0, 0.0, 1.0),
+        mp.Arrival("zoë", "pet name: café", 0.0, 0.0, 1.0),
+    ]
+    chart = mp.draw_timeline(arrivals, 1.0, 2, encoding="ascii").splitlines()
+    assert [row[:20].rstrip() for row in chart[1:3]] == ["7", "zo\\xeb"]
+    assert chart[1].index("=") == chart[2].index("=") == 20
+    assert chart[3].startswith("2 lookups of 1.0 s")
+    one = mp.draw_timeline(arrivals[:1], 1.0, 1).splitlines()
+    assert one[2].startswith("1 lookup of 1.0 s = 1.0 s of work")
 
 
-@pytest.mark.timeout(8)
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_results_of_a_megabyte_each_come_back_intact(start_method):
-    # Joining before reading deadlocks once the results outgrow the pipe (64 KB on Linux).
-    big = {
-        person: {"pet_name": entry["pet_name"] * 2**20}
-        for person, entry in THREE.items()
-    }
-    results = mp.find_pet_names(big, 0, start_method)
-    assert collections.Counter(results) == collections.Counter(
-        f"pet name: {entry['pet_name']}" for entry in big.values()
-    )
+def test_work_cpu_is_judged_against_the_cores_this_process_may_use(capfd):
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs os.sched_setaffinity")
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(
+            0, {min(allowed)}
+        )  # one core, whatever os.cpu_count() says
+        assert mp.main(["--work", "cpu", "--delay", "0.02", "--timeline"]) == 0
+    finally:
+        os.sched_setaffinity(0, allowed)
+    chart = posts_lines(capfd.readouterr().out)
+    assert SUMMARY.fullmatch(chart[-2]).group(6) == "1"
+    assert mp.main(["--work", "cpu", "--delay", "0.02", "--timeline"]) == 0
+    chart = posts_lines(capfd.readouterr().out)
+    assert SUMMARY.fullmatch(chart[-2]).group(6) == str(min(10, len(allowed)))
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
+# Failures in a lookup, from Python
+
+
 @pytest.mark.parametrize(
     "how, what_happened",
     [
         ("raise", "raised LookupError: no record of sylvester"),
         ("exit", "exited with status 3"),
+        ("exit0", "ended without sending its result"),
         ("kill", "was killed by SIGKILL"),
+        ("rt", "was killed by SIGRTMIN+6"),
     ],
 )
 def test_a_failed_lookup_ends_the_run_within_a_second(
     start_method, how, what_happened, tmp_path
 ):
     stamp = tmp_path / "failed-at"
+    people = {**THREE, "steve": {"pet_name": f"fail:{how}:{stamp}"}}
     # The other lookups would take 60 s: far past this test's time limit.
     with pytest.raises(mp.PetLookupError) as caught:
-        mp.find_pet_names(THREE, 60, start_method, lookup=FailingLookup(how, stamp))
+        mp.find_pet_names(people, 60, start_method, lookups.failing)
     noticed_after = time.monotonic() - float(stamp.read_text())
     assert str(caught.value) == f"lookup for 'steve' {what_happened}"
+    assert caught.value.person == "steve"
     assert noticed_after < 1.0, f"the run ended {noticed_after:.2f} s after the failure"
     assert multiprocessing.active_children() == []
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_a_lookup_that_sends_nothing_is_named(start_method):
+def test_the_workers_traceback_is_the_cause_of_the_error():
+    people = {"steve": {"pet_name": "raises-deep"}}
     with pytest.raises(mp.PetLookupError) as caught:
-        mp.find_pet_names(ONE, 0, start_method, lookup=return_without_result)
-    assert str(caught.value) == "lookup for 'steve' ended without sending its result"
-    assert multiprocessing.active_children() == []
+        mp.find_pet_names(people, 0, "spawn", lookups.misbehaving)
+    assert (
+        str(caught.value) == "lookup for 'steve' raised KeyError: 'the record is gone'"
+    )
+    original = caught.value.__cause__
+    assert isinstance(original, KeyError) and original.args == ("the record is gone",)
+    remote = original.__cause__
+    assert isinstance(remote, mp.RemoteTraceback)
+    assert str(remote).count("in deep_failure") == 4  # where the lookup failed
+    assert "lookups.py" in str(remote)
 
 
 @pytest.mark.parametrize(
-    "then, start_methods, raised",
+    "pet_name, what_happened",
     [
-        ("timeout", START_METHODS, mp.PetLookupError),
-        ("error", ["fork"], mp.PetLookupError),
-        ("ctrl-c", ["fork"], KeyboardInterrupt),
-        ("ctrl-c twice", ["fork"], KeyboardInterrupt),
-        ("sigterm", ["fork"], SystemExit),
+        ("twice", "put a second result"),
+        ("caught", "put a second result"),
+        ("unpicklable", "put a result that cannot be pickled (TypeError: "),
+        ("unimportable", "put a result the parent cannot unpickle ("),
+        (
+            "returns",
+            "ended without putting a result (it returned 'pet name: returned' ",
+        ),
     ],
 )
-def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(
-    then, start_methods, raised, tmp_path
-):
-    people = THREE if then == "error" else ONE
+def test_a_bad_put_is_named_with_its_person(pet_name, what_happened):
+    people = {"steve": {"pet_name": pet_name}}
+    arrivals: list[mp.Arrival] = []
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(people, 0, "fork", lookups.misbehaving, arrivals=arrivals)
+    assert str(caught.value).startswith(f"lookup for 'steve' {what_happened}")
+    # A first result that arrived before the failure is kept.
+    kept = {"twice": ["pet name: once"], "caught": ["pet name: first"]}
+    assert [arrival.result for arrival in arrivals] == kept.get(pet_name, [])
+    assert multiprocessing.active_children() == []
+
+
+def test_a_lookup_puts_just_its_result_as_in_the_post():
+    people = {"adam": {"pet_name": "bare"}}
+    assert mp.find_pet_names(people, 0, "fork", lookups.misbehaving) == [
+        "pet name: bare"
+    ]
+
+
+def test_a_lambda_cannot_go_to_spawned_workers_and_says_so():
+    with pytest.raises(mp.CannotStartError) as caught:
+        mp.find_pet_names(THREE, 0, "spawn", lambda pet_name, output, delay: None)
+    assert "cannot be sent to spawn workers" in str(caught.value)
+    assert "define it at the top level of a module" in str(caught.value)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_lookup_under_the_main_guard_gives_one_clear_line(tmp_path):
+    script = tmp_path / "mine.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import mp\n"
+        "if __name__ == '__main__':\n"
+        "    def mine(pet_name, output, delay):\n"
+        "        output.put(pet_name)\n"
+        "    for method in ('spawn', 'forkserver'):\n"
+        "        try:\n"
+        "            mp.find_pet_names(mp.load_pet_maps(), 0, method, mine)\n"
+        "        except mp.CannotStartError as error:\n"
+        "            print(error)\n"
+    )
+    outcome = run(
+        str(script),
+        program="import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')",
+    )
+    assert outcome.stderr == ""
+    for method, line in zip(
+        ("spawn", "forkserver"), outcome.stdout.splitlines(), strict=True
+    ):
+        assert line.startswith(
+            f"{method} workers cannot load the lookup (AttributeError: "
+        )
+        assert line.endswith(
+            "not as a lambda, a nested function or under `if __name__ == '__main__':`"
+        )
+
+
+@pytest.mark.timeout(15)
+def test_a_worker_killed_halfway_through_a_large_result_ends_the_run(start_method):
+    # The parent has read part of a 20 MB message whose sender is gone: reading
+    # the rest would wait forever.
+    people = {"adam": {"pet_name": "max"}}
+    started = time.monotonic()
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(people, 0, start_method, lookups.large_then_killed)
+    assert str(caught.value) == "lookup for 'adam' was killed by SIGKILL"
+    assert time.monotonic() - started < 5
+
+
+def test_results_of_a_megabyte_each_come_back_intact(start_method):
+    # Joining before reading deadlocks once the results outgrow the pipe (64 KB on Linux).
+    results = mp.find_pet_names(THREE, 0, start_method, lookups.big)
+    expected = [f"pet name: {e['pet_name'] * 2**20}" for e in THREE.values()]
+    assert sorted(results) == sorted(expected)
+
+
+def test_a_worker_that_lingers_after_its_result_is_stopped_with_a_warning():
+    people = {"adam": {"pet_name": "max"}, "steve": {"pet_name": "lingers"}}
+    started = time.monotonic()
+    with pytest.warns(RuntimeWarning) as warned:
+        results = mp.find_pet_names(people, 0, "fork", lookups.lingering)
+    took = time.monotonic() - started
+    assert sorted(results) == ["pet name: lingers", "pet name: max"]
+    assert [str(w.message) for w in warned] == [
+        (
+            f"the worker for 'steve' had not exited {mp.LINGER:g} s after sending its "
+            "result, so it was stopped"
+        )
+    ]
+    assert mp.LINGER <= took < mp.LINGER + 1.0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_stuck_lookup_is_noticed_while_results_keep_arriving(tmp_path):
+    # A hundred results, 40 ms apart, keep the parent busy past the time limit.
+    stamp = tmp_path / "stuck-at"
+    people = {f"p{n}": {"pet_name": f"pet{n}"} for n in range(100)}
+    people["p0"] = {"pet_name": f"stuck:{stamp}"}
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(people, 0, "fork", lookups.staggered, timeout=1)
+    late = time.monotonic() - float(stamp.read_text()) - 1
+    assert str(caught.value) == "lookup for 'p0' ran past the time limit of 1 s"
+    assert late < 0.5, f"noticed {late:.2f} s after the limit"
+
+
+def test_the_time_limit_starts_with_the_lookup_not_the_workers_start_up():
+    # A spawned worker takes a while to start; with two at once, a third more.
+    results = mp.find_pet_names(THREE, 0.4, "spawn", timeout=0.6)
+    assert len(results) == 3
+
+
+@pytest.mark.parametrize("then", ["timeout", "another fails", "ctrl-c twice"])
+def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(then, tmp_path):
+    stamp = tmp_path / "stuck-at"
+    how = "stuck-ctrl-c" if then == "ctrl-c twice" else "stuck"
+    people = {"steve": {"pet_name": f"{how}:{stamp}"}}
+    if then == "another fails":
+        people["adam"] = {"pet_name": f"fails:{stamp}"}
     timeout = 0.5 if then == "timeout" else None
-    for start_method in start_methods:
-        stamp = tmp_path / f"stuck-at-{start_method}"
-        lookup = StuckLookup(then, stamp)
-        with pytest.raises(raised) as caught, sigterm_exits():
-            mp.find_pet_names(people, 0, start_method, lookup, timeout=timeout)
-        ended_after = time.monotonic() - float(stamp.read_text())
-        assert ended_after < (timeout or 0) + 1.0, (
-            f"{start_method}: {ended_after:.2f} s"
+    raised = KeyboardInterrupt if then == "ctrl-c twice" else mp.PetLookupError
+    with pytest.raises(raised):
+        mp.find_pet_names(people, 0, "fork", lookups.stuck, timeout=timeout)
+    ended_after = time.monotonic() - float(stamp.read_text())
+    assert ended_after < (timeout or 0) + 1.0, f"{ended_after:.2f} s"
+    # The second Ctrl-C came during the clean-up, and did not cut it short.
+    assert multiprocessing.active_children() == []
+
+
+def test_nothing_a_lookup_started_outlives_its_worker_or_the_run(start_method):
+    # A lookup that leaves a `sleep` (subprocess) and a forked copy of itself
+    # behind, whether it returns, runs past its time limit or fails.
+    seconds = f"{61 + os.getpid() % 1000 / 1000:.3f}"  # this test's own sleeps
+    people = {"adam": {"pet_name": seconds}}
+    assert mp.find_pet_names(people, 0, start_method, lookups.with_children) == [
+        f"pet name: {seconds}"
+    ]
+    assert wait_for(
+        lambda: not leftover_sleeps(seconds) or None, "the sleeps ending", 1
+    )
+    with pytest.raises(mp.PetLookupError):
+        mp.find_pet_names(people, 60, start_method, lookups.with_children, timeout=0.3)
+    assert wait_for(
+        lambda: not leftover_sleeps(seconds) or None, "the sleeps ending", 1
+    )
+
+
+def test_a_lookups_children_start_with_the_default_signal_actions(start_method):
+    one = {"adam": {"pet_name": "max"}}
+    with mp.stop_signals_handled():  # as in main(), which sets its own handlers
+        [(ignored, blocked)] = mp.find_pet_names(
+            one, 0, start_method, lookups.children_signals
         )
-        assert multiprocessing.active_children() == []
-    if then == "timeout":
-        assert (
-            str(caught.value) == "lookup for 'steve' ran past the time limit of 0.5 s"
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        assert not ignored & bit(number), signal.Signals(number).name
+    assert blocked == 0
+
+
+def test_each_worker_leads_a_process_group_of_its_own(start_method):
+    [(group, parents_group)] = mp.find_pet_names(
+        {"adam": {"pet_name": "max"}}, 0, start_method, lookups.process_group
+    )
+    assert group != parents_group == os.getpgid(0)
+
+
+# The command line: signals
+
+
+def ctrl_c(script: int) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to its foreground process group."""
+    os.killpg(script, signal.SIGINT)
+
+
+@LINUX_ONLY
+@pytest.mark.timeout(20)
+def test_ctrl_c_at_any_moment_stops_everything_with_one_line(start_method):
+    moments = [0.0, 0.1, 0.2, 0.3, "workers"]
+    args = ("--delay", "60", "--start-method", start_method)
+    outcomes = side_by_side(
+        *(
+            lambda w=when: run(*args, people=THREE, act=ctrl_c, when=w)
+            for when in moments
         )
-    if then == "sigterm":
-        assert caught.value.code == 128 + signal.SIGTERM
+    )
+    for when, outcome in zip(moments, outcomes):
+        assert (outcome.status, outcome.stdout, outcome.stderr) == (
+            130,
+            "",
+            "mp.py: interrupted\n",
+        ), f"Ctrl-C at {when}"
+        assert outcome.took < 1.0, (
+            f"Ctrl-C at {when}: exited after {outcome.took:.2f} s"
+        )
+        assert outcome.left == {}, f"Ctrl-C at {when}: processes left behind"
+
+
+@LINUX_ONLY
+@pytest.mark.timeout(20)
+def test_signals_to_the_script_or_its_group_stop_everything_with_one_line(start_method):
+    def to_script(number):
+        return lambda script: os.kill(script, number)
+
+    def twice(script):  # as `timeout` and some supervisors do
+        os.kill(script, signal.SIGTERM)
+        time.sleep(0.005)
+        os.killpg(script, signal.SIGTERM)
+
+    def kill_a_worker(script):
+        os.kill(workers_up(script)[0], signal.SIGKILL)
+
+    args = ("--delay", "60", "--start-method", start_method)
+    scenarios = {
+        "SIGTERM": (to_script(signal.SIGTERM), 143, "mp.py: stopped by SIGTERM"),
+        "SIGHUP": (to_script(signal.SIGHUP), 129, "mp.py: stopped by SIGHUP"),
+        "SIGHUP to the group": (
+            lambda script: os.killpg(script, signal.SIGHUP),
+            129,
+            "mp.py: stopped by SIGHUP",
+        ),
+        "two SIGTERMs": (twice, 143, "mp.py: stopped by SIGTERM"),
+        "two SIGTERMs again": (twice, 143, "mp.py: stopped by SIGTERM"),
+        "a worker killed": (kill_a_worker, 1, "mp.py: error: lookup for '"),
+    }
+    outcomes = side_by_side(
+        *(
+            lambda a=s[0]: run(*args, people=THREE, act=a, when="workers")
+            for s in scenarios.values()
+        ),
+        # multiprocessing alone leaves the workers running when their parent is killed.
+        lambda: run(
+            *args,
+            people=THREE,
+            act=to_script(signal.SIGKILL),
+            when="workers",
+            within=2.0,
+        ),
+    )
+    for (name, (_, status, line)), outcome in zip(scenarios.items(), outcomes):
+        assert (outcome.status, outcome.stdout) == (status, ""), name
+        assert only_line(outcome).startswith(line), name
+        # Workers running a lookup stop at SIGTERM at once: no grace period.
+        assert outcome.took < mp.GRACE, f"{name}: exited after {outcome.took:.2f} s"
+        assert outcome.left == {}, f"{name}: processes left behind"
+    assert only_line(outcomes[5]).endswith(" was killed by SIGKILL")
+    assert outcomes[-1].status == -signal.SIGKILL
+    assert outcomes[-1].left == {}, "workers outlived the killed script by 2 s"
+
+
+@LINUX_ONLY
+def test_a_signal_the_run_was_started_with_ignored_stays_ignored():
+    # nohup starts a program with SIGHUP ignored, so that a closing terminal
+    # does not end it: neither the script nor its workers may stop for it.
+    def hang_up(script):
+        for pid in processes_of(script):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
+    plain, nohup = side_by_side(
+        lambda: run("--delay", "0.6", people=THREE, act=hang_up, when="workers"),
+        lambda: run(
+            "--delay",
+            "0.6",
+            people=THREE,
+            act=hang_up,
+            when="workers",
+            prefix=["nohup"],
+        ),
+    )
+    assert (plain.status, only_line(plain)) == (129, "mp.py: stopped by SIGHUP")
+    assert (nohup.status, nohup.stderr) == (0, "")
+    assert posts_lines(nohup.stdout, THREE) == []
+
+
+@LINUX_ONLY
+@pytest.mark.timeout(20)
+def test_a_lookups_children_end_with_the_run_on_ctrl_c_sigterm_or_sigkill(start_method):
+    seconds = f"{62 + os.getpid() % 1000 / 1000:.3f}"
+    program = (
+        "import sys; sys.path.insert(0, '.ci')\n"
+        "import mp, lookups\n"
+        "with mp.stop_signals_handled():\n"
+        f"    mp.find_pet_names({{'adam': {{'pet_name': '{seconds}'}}}}, 60, "
+        f"'{start_method}', lookups.with_children)\n"
+    )
+
+    def after_the_sleeps(number):
+        def act(script):
+            wait_for(lambda: len(leftover_sleeps(seconds)) >= 2, "the lookup's sleeps")
+            if number == signal.SIGINT:
+                ctrl_c(script)
+            else:
+                os.kill(script, number)
+
+        return act
+
+    outcomes = side_by_side(
+        *(
+            lambda n=number: run(program=program, act=after_the_sleeps(n), within=2.0)
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+        )
+    )
+    for number, outcome in zip(("Ctrl-C", "SIGTERM", "SIGKILL"), outcomes):
+        assert outcome.left == {}, f"{number}: processes left behind"
+    assert leftover_sleeps(seconds) == []
+
+
+@LINUX_ONLY
+def test_a_terminal_that_stops_background_writers_does_not_stop_the_workers():
+    # Under `stty tostop` a terminal stops a process that writes to it from a
+    # group other than its foreground one, as each worker's is.
+    outcome = run("--delay", "0", "--start-method", "fork", stdout="terminal tostop")
+    assert (outcome.status, outcome.stderr) == (0, "")
+    assert posts_lines(outcome.stdout) == []
+
+
+@LINUX_ONLY
+def test_timeout_from_the_command_line_names_the_person_and_the_limit():
+    outcome = run("--delay", "60", "--timeout", "0.5")
+    assert (outcome.status, outcome.stdout) == (1, "")
+    assert (
+        only_line(outcome)
+        == "mp.py: error: lookup for 'adam' ran past the time limit of 0.5 s"
+    )
+    assert (
+        0.5 <= outcome.took < 0.5 + 1.0 + 0.5
+    )  # the limit, a second, Python's start-up
+
+
+def test_results_that_arrived_are_printed_even_when_the_run_fails(monkeypatch, capfd):
+    monkeypatch.setattr(mp, "get_pet_name", lookups.one_slow)
+    assert mp.main(["--delay", "0", "--timeout", "0.5", "--start-method", "fork"]) == 1
+    printed = capfd.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0] == "consuming from queue:"
+    assert collections.Counter(
+        ast.literal_eval(lines[1])
+    ) == EXPECTED - collections.Counter(["pet name: sylvester"])
+    assert (
+        printed.err
+        == "mp.py: error: lookup for 'steve' ran past the time limit of 0.5 s\n"
+    )
+
+
+# The command line: streams, options and interpreters
+
+CLOSED = "mp.py: error: stdout is closed (as by >&-), so the results have nowhere to go"
+
+
+@LINUX_ONLY
+def test_closed_or_full_streams_give_one_line_or_none(start_method):
+    args = ("--delay", "0", "--start-method", start_method)
+    cases = {  # shell redirection: status, the post's lines printed, stderr
+        "<&- >&-": (1, False, CLOSED + "\n"),
+        ">&-": (1, False, CLOSED + "\n"),
+        "<&-": (0, True, ""),
+        "2>&-": (0, True, ""),
+        ">/dev/full": (
+            1,
+            False,
+            "mp.py: error: cannot write to stdout: No space left on device\n",
+        ),
+    }
+    reader, writer = os.pipe()
+    os.close(reader)  # a pipe whose reader has gone: every write to it fails
+    line = " ".join(shlex.quote(part) for part in [sys.executable, "mp.py", *args])
+    try:
+        outcomes = side_by_side(
+            *(lambda s=shell: run(*args, people=THREE, shell=s) for shell in cases),
+            lambda: run(*args, people=THREE, shell=f">&{writer}", pass_fds=(writer,)),
+            # `python3 mp.py | head -1`: head leaves after the first line.
+            lambda: run(
+                command=["bash", "-c", f"{line} | head -1; exit ${{PIPESTATUS[0]}}"],
+                people=THREE,
+            ),
+        )
+    finally:
+        os.close(writer)
+    for (shell, (status, printed, stderr)), outcome in zip(cases.items(), outcomes):
+        assert (outcome.status, outcome.stderr, outcome.left) == (status, stderr, {}), (
+            shell
+        )
+        if printed:
+            assert posts_lines(outcome.stdout, THREE) == [], shell
+    closed, head = outcomes[-2:]
+    assert (closed.status, closed.stderr, closed.left) == (1, "", {})
+    assert (head.status, head.stdout, head.stderr, head.left) == (
+        1,
+        "adding to queue\n",
+        "",
+        {},
+    )
+
+
+@LINUX_ONLY
+def test_interpreter_options_and_an_ascii_stdout():
+    # -OO drops docstrings; -I, -P and PYTHONSAFEPATH leave the script's folder,
+    # where pets.py is, off the import path. Spawned workers get the same options.
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    options = {
+        "-OO": (["-OO"], plain),
+        "-I": (["-I"], plain),
+        "-P": (["-P"], plain),
+        "PYTHONSAFEPATH=1": ([], {**plain, "PYTHONSAFEPATH": "1"}),
+    }
+    args = ["mp.py", "--delay", "0", "--start-method", "spawn"]
+    names = {"zoë": {"pet_name": "café"}}
+    ascii_only = {**plain, "PYTHONIOENCODING": "ascii"}
+    outcomes = side_by_side(
+        *(
+            lambda o=option, e=env: run(
+                command=[sys.executable, *o, *args], env=e, people=THREE
+            )
+            for option, env in options.values()
+        ),
+        lambda: run("--delay", "0", "--timeline", people=names, env=ascii_only),
+    )
+    for name, outcome in zip(options, outcomes):
+        assert (outcome.status, outcome.stderr) == (0, ""), name
+        assert posts_lines(outcome.stdout, THREE) == [], name
+    ascii_run = outcomes[-1]
+    assert (ascii_run.status, ascii_run.stderr) == (0, "")
+    lines = ascii_run.stdout.splitlines()
+    assert lines[:3] == [
+        "adding to queue",
+        "consuming from queue:",
+        "['pet name: caf\\xe9']",
+    ]
+    assert lines[4].startswith("zo\\xeb              -")
+
+
+def older_python() -> str | None:
+    """A CPython older than 3.10 on this machine, if there is one (pyenv's, say)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [*sorted(root.glob("3.[6-9].*/bin/python3"), reverse=True)]
+    found += [shutil.which(f"python3.{minor}") for minor in (9, 8, 7, 6)]
+    for candidate in found:
+        if (
+            candidate
+            and "shims" not in str(candidate)
+            and os.access(candidate, os.X_OK)
+        ):
+            return str(candidate)
+    return None
+
+
+@pytest.mark.skipif(older_python() is None, reason="no Python older than 3.10 found")
+def test_an_older_python_gets_one_line_naming_what_is_needed():
+    outcome = run(command=[older_python(), "mp.py"])
+    assert (outcome.status, outcome.stdout) == (1, "")
+    assert re.fullmatch(
+        r"mp\.py needs Python 3\.10 or newer on Linux, macOS or another POSIX system; "
+        r"this is Python 3\.[6-9]\.\d+ on linux",
+        only_line(outcome),
+    )
 
 
 # Bad input
+
+
+@pytest.fixture
+def forbid_process_start(monkeypatch):
+    """Make any attempt to start a process fail the test."""
+
+    def start(self):
+        pytest.fail(f"a process was started: {self}")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
 
 
 @pytest.mark.parametrize(
@@ -757,7 +1214,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(
     ],
     ids=["no pet_name", "pet_name not a string", "not a mapping"],
 )
-def test_bad_entry_is_named_before_any_process_starts(
+def test_a_bad_entry_is_named_before_any_process_starts(
     bad_entry, shown, forbid_process_start
 ):
     with pytest.raises(mp.PetMapError) as caught:
@@ -773,46 +1230,42 @@ def test_a_pet_map_that_is_not_a_mapping_is_refused(forbid_process_start):
         mp.find_pet_names(list(pet_maps), 0)
 
 
-def test_bad_pets_py_gives_one_line_and_status_1(tmp_path):
-    shutil.copy(HERE / "mp.py", tmp_path)
-    (tmp_path / "pets.py").write_text(
-        "pet_maps = {'adam': {'pet_name': 'max'}, 'steve': {'name': 'sylvester'}}\n"
-    )
-    status, stdout, stderr = run_script([], cwd=tmp_path)
-    assert (status, stdout) == (1, "")
-    assert stderr.splitlines() == [
-        (
-            "mp.py: error in pets.py: 'steve' needs an entry like {'pet_name': 'max'}, "
-            "got {'name': 'sylvester'}"
-        )
-    ]
-
-
-def test_an_empty_pet_map_gives_an_empty_list_at_once(forbid_process_start):
-    started = time.monotonic()
-    assert mp.find_pet_names({}, delay=60) == []
-    assert time.monotonic() - started < 1.0
-
-
 @pytest.mark.parametrize("what", ["delay", "timeout"])
-@pytest.mark.parametrize("value", [-1, float("nan"), float("inf")])
-def test_find_pet_names_refuses_a_bad_delay_or_timeout(
-    what, value, forbid_process_start
-):
+@pytest.mark.parametrize(
+    "value", [-1, float("nan"), float("inf"), 1e10, 86400.5, "soon"]
+)
+def test_a_bad_delay_or_timeout_is_refused_up_front(what, value, forbid_process_start):
     with pytest.raises(ValueError) as caught:
         mp.find_pet_names(pet_maps, **{"delay": 0, what: value})
-    assert (
-        str(caught.value) == f"{what} must be finite seconds, 0 or more, not {value!r}"
+    assert str(caught.value) == (
+        f"{what} must be a number of seconds from 0 to 86400, not {value!r}"
     )
+
+
+def test_the_longest_delay_and_timeout_are_accepted():
+    assert mp.seconds("86400", "delay") == mp.MAX_SECONDS == 86400
+    assert mp.seconds(0, "timeout") == 0
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--delay", "-1"], "argument --delay: invalid seconds value: '-1'"),
-        (["--delay", "inf"], "argument --delay: invalid seconds value: 'inf'"),
-        (["--delay", "soon"], "argument --delay: invalid seconds value: 'soon'"),
-        (["--timeout", "nan"], "argument --timeout: invalid seconds value: 'nan'"),
+        (
+            ["--delay", "-1"],
+            "argument --delay: must be a number of seconds from 0 to 86400, not '-1'",
+        ),
+        (
+            ["--delay", "1e10"],
+            "argument --delay: must be a number of seconds from 0 to 86400, not '1e10'",
+        ),
+        (
+            ["--delay", "soon"],
+            "argument --delay: must be a number of seconds from 0 to 86400, not 'soon'",
+        ),
+        (
+            ["--timeout", "nan"],
+            "argument --timeout: must be a number of seconds from 0 to 86400, not 'nan'",
+        ),
         (["--work", "gpu"], "argument --work: invalid choice: 'gpu'"),
         (
             ["--start-method", "thread"],
@@ -820,109 +1273,85 @@ def test_find_pet_names_refuses_a_bad_delay_or_timeout(
         ),
     ],
 )
-def test_bad_command_line_gets_argparse_error_and_status_2(args, message, capsys):
+def test_a_bad_command_line_gets_argparse_error_and_status_2(args, message, capsys):
     with pytest.raises(SystemExit) as caught:
         mp.main(args)
     assert caught.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_help_explains_every_option(capsys):
+def test_help_explains_every_option_in_plain_sentences(capsys):
     with pytest.raises(SystemExit) as caught:
         mp.main(["--help"])
     assert caught.value.code == 0
-    help_text = " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().out.split())
+    default = multiprocessing.get_start_method(allow_none=True) or START_METHODS[0]
     for option in [
-        "--delay DELAY seconds each lookup takes (default: 2.0)",
-        "--work {sleep,cpu} wait or compute (default: sleep)",
-        "--start-method {" + ",".join(START_METHODS) + "}",
-        "--timeout TIMEOUT seconds a lookup may take; None: no limit (default: None)",
-        "--timeline then draw when each lookup ran",
+        "--delay SECONDS how long each lookup takes, in seconds (default: 2)",
+        (
+            "--work {sleep,cpu} sleep: each lookup waits, as in the post (the "
+            "default); cpu: each lookup computes for that long instead"
+        ),
+        "--start-method {" + ",".join(START_METHODS) + "} how to start the worker "
+        f"processes (default: this Python's default here, which is {default})",
+        (
+            "--timeout SECONDS end the run if a lookup takes longer than this, "
+            "counted from when the lookup starts (default: no limit, as in the post)"
+        ),
+        "--timeline after the results, draw when each worker started",
     ]:
-        assert option in help_text
+        assert option in text
+    assert "None" not in text
 
 
-# Signals, limits and a closed stdout, from the command line
+@pytest.mark.parametrize(
+    "pets, line",
+    [
+        ("pet_maps = {}\n\nx = = 1\n", "line 3: SyntaxError: invalid syntax"),
+        (
+            "import os\n\nraise RuntimeError('broken on purpose')\n",
+            "line 3: RuntimeError: broken on purpose",
+        ),
+        (
+            "def f():\n    return 1 / 0\n\nf()\n",
+            "line 2: ZeroDivisionError: division by zero",
+        ),
+        ("pets = {}\n", "it defines no pet_maps"),
+        ("pet_maps = ['adam']\n", "pet map must be a mapping, not list"),
+        (
+            "pet_maps = {'adam': {'name': 'max'}}\n",
+            "'adam' needs an entry like {'pet_name': 'max'}, got {'name': 'max'}",
+        ),
+        (None, "cannot read it: No such file or directory"),
+    ],
+    ids=[
+        "syntax error",
+        "raises",
+        "raises deeper",
+        "no pet_maps",
+        "not a mapping",
+        "bad entry",
+        "missing",
+    ],
+)
+def test_a_broken_pets_py_gives_one_line_naming_it(
+    pets, line, tmp_path, monkeypatch, capfd
+):
+    path = tmp_path / "pets.py"
+    if pets is not None:
+        path.write_text(pets)
+    monkeypatch.setattr(mp, "PETS", path)
+    monkeypatch.setattr(
+        multiprocessing.process.BaseProcess, "start", None
+    )  # nothing starts
+    assert mp.main(["--delay", "0"]) == 1
+    printed = capfd.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith(f"mp.py: error in pets.py: {line}")
+    assert printed.err.count("\n") == 1
 
 
-@LINUX_ONLY
-@pytest.mark.timeout(20)
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_ctrl_c_at_any_moment_stops_everything(start_method):
-    # A terminal sends Ctrl-C's SIGINT to every process in its foreground group,
-    # workers still starting up included.
-    ctrl_c = lambda script, workers: os.killpg(script, signal.SIGINT)
-    for when in [0.0, 0.1, 0.2, 0.3, "workers"]:
-        outcome = interrupt_script(start_method, ctrl_c, when)
-        assert (outcome.status, outcome.stdout, outcome.stderr) == (
-            130,
-            "",
-            "mp.py: interrupted\n",
-        ), f"Ctrl-C at {when}"
-        # Workers that are up stop at SIGTERM at once: no need for the grace period.
-        limit = mp.GRACE if when == "workers" else 1.0
-        assert outcome.took < limit, (
-            f"Ctrl-C at {when}: exited after {outcome.took:.2f} s"
-        )
-        assert outcome.left == {}, f"Ctrl-C at {when}: processes left behind"
-
-
-@LINUX_ONLY
-@pytest.mark.timeout(20)
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_signals_to_the_script_alone_stop_everything(start_method):
-    term, hup, kill = signal.SIGTERM, signal.SIGHUP, signal.SIGKILL
-    to_script = lambda sig: lambda script, workers: os.kill(script, sig)
-    kill_worker = lambda script, workers: os.kill(workers[0], kill)
-    by_term, by_hup, by_kill, worker_killed = side_by_side(
-        lambda: interrupt_script(start_method, to_script(term)),
-        lambda: interrupt_script(start_method, to_script(hup)),
-        # multiprocessing alone leaves the workers running when their parent is killed.
-        lambda: interrupt_script(start_method, to_script(kill), within=2.0),
-        lambda: interrupt_script(start_method, kill_worker),
-    )
-    for outcome, status, line in [
-        (by_term, 143, "mp.py: stopped by SIGTERM"),
-        (by_hup, 129, "mp.py: stopped by SIGHUP"),
-    ]:
-        assert (outcome.status, outcome.stdout, outcome.stderr) == (
-            status,
-            "",
-            line + "\n",
-        )
-        # Its workers stop at SIGTERM at once: no need for the grace period.
-        assert outcome.took < mp.GRACE, f"{line}: exited after {outcome.took:.2f} s"
-        assert outcome.left == {}, f"{line}: processes left behind"
-    assert by_kill.status == -signal.SIGKILL
-    assert by_kill.left == {}, "workers outlived the killed script by 2 s"
-    assert (worker_killed.status, worker_killed.stdout) == (1, "")
-    [line] = worker_killed.stderr.splitlines()
-    prefix, person, suffix = line.split("'")
-    assert (prefix, suffix) == ("mp.py: error: lookup for ", " was killed by SIGKILL")
-    assert person in pet_maps
-    assert worker_killed.took < 1.0 and worker_killed.left == {}
-
-
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_timeout_from_the_command_line_names_person_and_limit(start_method):
-    started = time.monotonic()
-    status, stdout, stderr = run_script(
-        ["--delay", "60", "--timeout", "0.5", "--start-method", start_method]
-    )
-    elapsed = time.monotonic() - started
-    assert (status, stdout) == (1, "")
-    assert (
-        stderr == "mp.py: error: lookup for 'adam' ran past the time limit of 0.5 s\n"
-    )
-    assert 0.5 <= elapsed < 0.5 + 1.0 + 0.5  # the limit, a second, Python's start-up
-
-
-def many_people(folder: Path, count: int) -> Path:
-    """A copy of the kit in `folder` whose pets.py has `count` people."""
-    shutil.copy(HERE / "mp.py", folder)
-    people = {f"person{n}": {"pet_name": f"pet{n}"} for n in range(count)}
-    (folder / "pets.py").write_text(f"pet_maps = {people!r}\n")
-    return folder
+# Limits of the machine
 
 
 def with_open_files_limit(limit: int, command: list[str]) -> list[str]:
@@ -930,174 +1359,231 @@ def with_open_files_limit(limit: int, command: list[str]) -> list[str]:
     return ["bash", "-c", f'ulimit -n {limit} && exec "$@"', "bash", *command]
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's limits")
-def test_more_people_than_open_files_allow_get_one_line(tmp_path):
-    kit = many_people(tmp_path, 200)
-    runs = side_by_side(
+@LINUX_ONLY
+def test_more_people_than_open_files_allow_get_one_line():
+    people = {f"person{n}": {"pet_name": f"pet{n}"} for n in range(200)}
+    outcomes = side_by_side(
         *(
-            lambda method=method: subprocess.run(
-                with_open_files_limit(
-                    256,
-                    [
-                        sys.executable,
-                        "mp.py",
-                        "--delay",
-                        "60",
-                        "--start-method",
-                        method,
-                    ],
+            lambda m=method: run(
+                people=people,
+                command=with_open_files_limit(
+                    256, [sys.executable, "mp.py", "--delay", "60", "--start-method", m]
                 ),
-                check=False,
-                cwd=kit,
-                capture_output=True,
-                text=True,
-                timeout=9,
             )
             for method in START_METHODS
         )
     )
-    for run in runs:
-        assert (run.returncode, run.stdout) == (1, "")
+    for outcome in outcomes:
+        assert (outcome.status, outcome.stdout, outcome.left) == (1, "", {})
         assert re.fullmatch(
             r"mp.py: error: 200 workers, one per person, need about \d+ open files, "
-            r"but the limit is 256 \(ulimit -n\)\n",
-            run.stderr,
-        ), run.stderr
-
-
-def test_no_posix_semaphores_gives_one_line():
-    # A read-only /dev/shm, in a mount namespace of its own, as on AWS Lambda.
-    probe = ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o ro none /dev/shm"]
-    try:
-        usable = (
-            subprocess.run(
-                probe, check=False, capture_output=True, timeout=5
-            ).returncode
-            == 0
+            r"but the limit is 256 \(ulimit -n\)",
+            only_line(outcome),
         )
-    except FileNotFoundError:
-        usable = False
-    if not usable:
-        pytest.skip("needs unshare and the right to mount (root on Linux)")
-    command = f"{probe[-1]} && exec {shlex.quote(sys.executable)} mp.py --delay 0"
-    done = subprocess.run(
-        [*probe[:-1], command],
-        check=False,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=9,
-    )
-    assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == (
-        "mp.py: error: multiprocessing's Queue needs POSIX semaphores, and they are "
-        "not available here ([Errno 30] Read-only file system)\n"
-    )
+
+
+def pids_limit(limit: int):
+    """A fresh cgroup (v1) that allows `limit` processes and threads, or None if this
+    machine will not make one (it takes root, and cgroup v1's pids controller)."""
+    folder = Path(f"/sys/fs/cgroup/pids/mp-test-{os.getpid()}-{limit}")
+    try:
+        folder.mkdir()
+        (folder / "pids.max").write_text(str(limit))
+    except OSError:
+        return None
+    return folder
 
 
 @LINUX_ONLY
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_stdout_closed_early_ends_quietly(start_method):
-    # `python3 mp.py | head -1`: head leaves after one line, and stdout is closed
-    # before the workers, or the parent, write the rest.
-    pipeline = (
-        f"{shlex.quote(sys.executable)} mp.py --delay 0.2 --start-method {start_method}"
-        " | head -1; exit ${PIPESTATUS[0]}"
-    )
-    reader, writer = os.pipe()
-    os.close(reader)  # closed before anyone writes: every write fails
-
-    def closed_from_the_start():
-        with script_group(
-            ["--delay", "0.2", "--start-method", start_method], stdout=writer
-        ) as script:
-            script.wait(timeout=9)
-            return script.returncode, "", script.stderr.read(), script.pid
-
-    def through_head():
-        with subprocess.Popen(
-            ["bash", "-c", pipeline],
-            cwd=HERE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        ) as shell:
-            stdout, stderr = shell.communicate(timeout=9)
-        return shell.returncode, stdout, stderr, shell.pid
-
-    try:
-        runs = side_by_side(closed_from_the_start, through_head)
-    finally:
-        os.close(writer)
-    assert runs[1][1] == "adding to queue\n"
-    for status, _, stderr, group in runs:
-        assert (status, stderr) == (1, "")
-        assert wait_until_group_is_empty(group, within=1.0) == {}
-
-
-def test_a_closed_stdout_in_the_parent_ends_quietly():
-    # Every worker's line got through, then the reader left: only the parent's
-    # own lines meet the closed pipe, when it flushes them (stdout buffered).
-    program = (
-        "import sys, mp\n"
-        "mp.find_pet_names = lambda *args: ['pet name: max']\n"
-        "sys.exit(mp.main(['--delay', '0']))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    reader, writer = os.pipe()
-    os.close(reader)
-    try:
-        done = run_program(program, env=env, stdout=writer)
-    finally:
-        os.close(writer)
-    assert (done.returncode, done.stderr) == (1, "")
-
-
-# The README
-
-
-def readme_outputs() -> list[tuple[str, list[str]]]:
-    """Each output block in README.md: the command on its `$ ` line, and the lines after it."""
-    blocks = re.findall(
-        r"```\n(\$ python3 mp\.py.*?)```", (HERE / "README.md").read_text(), re.DOTALL
-    )
-    return [(block.splitlines()[0][2:], block.splitlines()[1:]) for block in blocks]
-
-
-def shape(lines: list[str]) -> list:
-    """Lines with what varies from run to run taken out: figures, bar lengths, result order."""
-    shaped = []
-    for line in lines:
-        if line.startswith("['pet name: "):
-            shaped.append(collections.Counter(ast.literal_eval(line)))
-            continue
-        line = re.sub(r"\d+(\.\d+)?", "N", line)
-        line = re.sub(r"N( +N)*", "N", line)  # the axis' ticks
-        line = re.sub(r" *=+", " =", line)  # a row's bar
-        shaped.append(re.sub(r" +", " ", line))
-    return shaped
-
-
-@pytest.mark.timeout(30)
-def test_readme_shows_what_the_kit_prints():
-    blocks = readme_outputs()
-    assert len(blocks) >= 4
-    runs = side_by_side(
-        *(
-            lambda command=command: (
-                subprocess.run(
-                    [sys.executable, *shlex.split(command)[1:]],
-                    check=False,
-                    cwd=HERE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    timeout=25,
-                ).stdout
-            )
-            for command, _ in blocks
+def test_more_people_than_the_process_limit_allows_get_one_line():
+    cgroup = pids_limit(12)
+    if cgroup is None:
+        pytest.skip(
+            "cannot make a cgroup with a pids limit here (needs root, cgroup v1)"
         )
+    join = f'echo $$ > {cgroup}/cgroup.procs && exec "$@"'
+    try:
+        outcomes = side_by_side(
+            *(
+                lambda m=method: run(
+                    command=[
+                        "sh",
+                        "-c",
+                        join,
+                        "sh",
+                        sys.executable,
+                        "mp.py",
+                        "--start-method",
+                        m,
+                    ]
+                )
+                for method in START_METHODS
+            )
+        )
+    finally:
+        wait_for(
+            lambda: not (cgroup / "cgroup.procs").read_text() or None, "empty cgroup"
+        )
+        cgroup.rmdir()
+    for outcome in outcomes:
+        assert (outcome.status, outcome.stdout, outcome.left) == (1, "", {})
+        assert re.fullmatch(
+            r"mp.py: error: 10 workers, one per person, need about 32 more processes "
+            r"and threads, but the pids limit of 12 on this container leaves room for \d+",
+            only_line(outcome),
+        )
+
+
+def test_the_process_limit_is_checked_against_every_limit_found(monkeypatch):
+    monkeypatch.setattr(
+        mp, "processes_left", lambda: iter([(40, "ulimit -u 50"), (31, "b")])
     )
-    for (command, shown), printed in zip(blocks, runs):
-        assert shape(shown) == shape(printed.splitlines()), command
+    with pytest.raises(mp.CannotStartError) as caught:
+        mp.check_processes(10)
+    assert str(caught.value) == (
+        "10 workers, one per person, need about 32 more processes and threads, "
+        "but b leaves room for 31"
+    )
+    mp.check_processes(9)  # 29 needed: room enough
+    monkeypatch.setattr(mp, "processes_left", lambda: iter([(-3, "ulimit -u 5")]))
+    with pytest.raises(mp.CannotStartError, match="ulimit -u 5 leaves room for 0$"):
+        mp.check_processes(1)
+    mp.check_processes(0)  # nobody: nothing to start
+
+
+def test_a_start_that_fails_stops_the_workers_and_lets_ctrl_c_back_in(monkeypatch):
+    started = []
+    real_start = multiprocessing.process.BaseProcess.start
+
+    def start(self):
+        if len(started) == 2:  # the third fails, as at the process limit
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        real_start(self)
+        started.append(self)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+    with pytest.raises(mp.CannotStartError) as caught:
+        mp.find_pet_names(pet_maps, 60, "fork")
+    assert str(caught.value) == (
+        "could not start a process for 'michelle': the limit on processes (ulimit -u, "
+        "or a container's pids limit) is reached: [Errno 11] Resource temporarily unavailable"
+    )
+    assert [
+        process.exitcode in (-signal.SIGTERM, -signal.SIGKILL) for process in started
+    ] == [True, True]
+    # The stop signals, held while each worker starts, are let in again.
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
+
+
+def test_a_worker_that_cannot_start_a_thread_gives_one_line(monkeypatch):
+    # The limit on processes counts threads too: a worker may start, then fail
+    # to start its threads. Forked workers inherit this broken Thread.start.
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(mp.CannotStartError) as caught:
+        mp.find_pet_names(THREE, 60, "fork")
+    assert str(caught.value) == (
+        "the worker for 'adam' could not start a thread: the limit on processes "
+        "(ulimit -u, or a container's pids limit) is reached"
+    )
+    assert multiprocessing.active_children() == []
+
+
+def in_a_mount_namespace(mounts: str, command: str) -> list[str] | None:
+    """The command run after `mounts`, in a mount namespace of its own (root only)."""
+    probe = ["unshare", "--mount", "sh", "-c", mounts]
+    try:
+        made = subprocess.run(probe, check=False, capture_output=True, timeout=5)
+    except FileNotFoundError:
+        return None
+    return [*probe[:-1], f"{mounts} && {command}"] if made.returncode == 0 else None
+
+
+@LINUX_ONLY
+def test_no_semaphores_or_no_temporary_folder_gives_one_line(tmp_path):
+    python = shlex.quote(sys.executable)
+    no_shm = in_a_mount_namespace(
+        "mount -t tmpfs -o ro none /dev/shm", f"exec {python} mp.py --delay 0"
+    )
+    # Read-only /tmp, /var/tmp and working folder: forkserver has nowhere for its socket.
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    shutil.copy(HERE / "mp.py", kit)
+    shutil.copy(HERE / "pets.py", kit)
+    read_only = " && ".join(
+        [
+            "mount -t tmpfs none /mnt",  # /mnt/kit: the kit, read-only, outside /tmp
+            "mkdir /mnt/kit",
+            f"mount --bind {shlex.quote(str(kit))} /mnt/kit",
+            "mount -o remount,bind,ro /mnt/kit",
+            "mount -t tmpfs -o ro none /tmp",
+            "mount -t tmpfs -o ro none /var/tmp",
+        ]
+    )
+    no_tmp = in_a_mount_namespace(
+        read_only,
+        f"cd /mnt/kit && exec env -u TMPDIR {python} mp.py --delay 0 "
+        "--start-method forkserver",
+    )
+    if no_shm is None or no_tmp is None:
+        pytest.skip("needs unshare and the right to mount (root on Linux)")
+    shm, tmp = side_by_side(lambda: run(command=no_shm), lambda: run(command=no_tmp))
+    assert (shm.status, shm.stdout, shm.left) == (1, "", {})
+    assert only_line(shm) == (
+        "mp.py: error: multiprocessing's Queue needs POSIX semaphores, and they are "
+        "not available here ([Errno 30] Read-only file system)"
+    )
+    assert (tmp.status, tmp.stdout, tmp.left) == (1, "", {})
+    assert only_line(tmp).startswith(
+        "mp.py: error: could not start a process for 'adam': no writable temporary "
+        "folder (set TMPDIR to one): [Errno 2] No usable temporary directory found in "
+    )
+
+
+# main() as a function
+
+
+def test_main_puts_back_the_signal_handlers_it_found(capfd):
+    def mine(number, frame):
+        pass
+
+    before = {number: signal.getsignal(number) for number in mp.STOP_SIGNALS}
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert mp.main(["--delay", "0"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]
+        assert signal.getsignal(signal.SIGHUP) is before[signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    posts_lines(capfd.readouterr().out)
+
+
+def test_main_runs_from_another_thread_without_touching_signals(capfd):
+    before = {number: signal.getsignal(number) for number in mp.STOP_SIGNALS}
+    statuses = []
+    thread = threading.Thread(target=lambda: statuses.append(mp.main(["--delay", "0"])))
+    thread.start()
+    thread.join(timeout=8)
+    assert statuses == [0]
+    assert {number: signal.getsignal(number) for number in mp.STOP_SIGNALS} == before
+    assert posts_lines(capfd.readouterr().out) == []
+
+
+def test_a_stop_signal_ends_main_with_one_line_and_its_status(capfd):
+    # The first stop signal raises Stopped; one that follows is ignored.
+    def signal_twice(pet_name, output, delay):
+        pass
+
+    with mp.stop_signals_handled():
+        with pytest.raises(mp.Stopped) as caught:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)  # the handler raises before this ends
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: the first one counts
+        time.sleep(0.01)
+    assert caught.value.number == signal.SIGHUP
+    assert mp.signal_name(signal.SIGRTMIN + 6) == "SIGRTMIN+6"
+    assert mp.signal_name(signal.SIGKILL) == "SIGKILL"
+    assert mp.signal_name(200) == "signal 200"
