@@ -351,9 +351,10 @@ class Supervisor:
     def start_all(self) -> None:
         """Start every worker's process, each with the stop signals held.
 
-        Between starts it checks on the workers already running: starting many
-        takes a while under spawn, and their results and deadlines cannot wait.
+        Every 50 ms or so it checks on the workers already running: starting
+        many takes a while, and their results and deadlines cannot wait.
         """
+        checked = time.monotonic()
         for worker in self.workers:
             worker.started = time.monotonic()
             try:
@@ -364,7 +365,9 @@ class Supervisor:
                     f"could not start a process for {worker.person!r}: {why(error)}"
                 ) from None
             worker.deadline, worker.overdue = worker.started + START_LIMIT, "start"
-            self.check_on_workers(timeout=0)
+            if time.monotonic() - checked > 0.05:
+                self.check_on_workers(timeout=0)
+                checked = time.monotonic()
 
     def started(self) -> list[WorkerState]:
         """The workers whose process has been started."""
@@ -625,10 +628,13 @@ def become_worker() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # No program the lookup runs may inherit multiprocessing's pipes: holding
     # the one behind this worker's sentinel, it would hide the worker's exit.
-    for name in os.listdir("/dev/fd"):
-        with contextlib.suppress(OSError):  # the listing's own, now closed
-            if int(name) > 2:
-                os.set_inheritable(int(name), False)
+    # Spawn and forkserver hand them over inheritable; under fork they are not,
+    # and a worker would spend a system call on each of the parent's files.
+    if multiprocessing.get_start_method() != "fork":
+        for name in os.listdir("/dev/fd"):
+            with contextlib.suppress(OSError):  # the listing's own, now closed
+                if int(name) > 2:
+                    os.set_inheritable(int(name), False)
     # A parent killed by SIGKILL stops nobody, but its end closes the pipe behind
     # parent_process().sentinel: a thread waits for that, then ends this worker.
     sentinel = multiprocessing.parent_process().sentinel
