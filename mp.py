@@ -184,7 +184,8 @@ def worker(output, number: int, lookup: Lookup | bytes, pet_name: str, delay) ->
     outbox = Outbox(output, number)
     try:
         become_worker()
-        outbox.send("started")  # the first put() starts the queue's feeder thread
+        # When the lookup starts. The first put() starts the queue's feeder thread.
+        outbox.send("started", time.monotonic())
     except RuntimeError:
         # "can't start new thread": the limit on processes counts threads too.
         os._exit(NO_THREAD)
@@ -439,9 +440,13 @@ class Supervisor:
         worker = self.workers[number]
         now = time.monotonic()
         if kind == "started":
-            worker.lookup_started = now
+            # time.monotonic() is one clock for every process on Linux and
+            # macOS; a time from the worker outside its start and now is not.
+            began = details[0]
+            worker.lookup_started = began if worker.started <= began <= now else now
             limit = math.inf if self.timeout is None else self.timeout
-            worker.deadline, worker.overdue = now + limit, "timeout"
+            worker.deadline = worker.lookup_started + limit
+            worker.overdue = "timeout"
         elif kind == "result":
             self.keep_result(worker, details[0], now)
             worker.deadline, worker.overdue = now + LINGER, "linger"
