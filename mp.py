@@ -184,16 +184,14 @@ def worker(output, number: int, lookup: Lookup | bytes, pet_name: str, delay) ->
     outbox = Outbox(output, number)
     try:
         become_worker()
-        # When the lookup starts. The first put() starts the queue's feeder thread.
-        outbox.send("started", time.monotonic())
-    except RuntimeError:
-        # "can't start new thread": the limit on processes counts threads too.
+    except RuntimeError:  # "can't start new thread": see Outbox.send()
         os._exit(NO_THREAD)
     try:
         lookup = load_lookup(lookup)
     except Exception as error:  # noqa: BLE001 (reported to the parent, who explains)
         outbox.send("unloadable", f"{type(error).__name__}: {error}")
         return
+    outbox.send("started", time.monotonic())  # the lookup's time limit counts from here
     try:
         returned = lookup(pet_name, outbox, delay)
     except StdoutError as error:
@@ -242,7 +240,12 @@ class Outbox:
 
     def send(self, kind: str, *details) -> None:
         """Put one message for the parent on the queue."""
-        self.queue.put((self.number, kind, *details))
+        try:
+            self.queue.put((self.number, kind, *details))
+        except RuntimeError:
+            # "can't start new thread", for the queue's feeder thread: a limit
+            # on processes counts threads too, and this worker can tell nobody.
+            os._exit(NO_THREAD)
 
 
 def remote_traceback(error: BaseException) -> tuple[str, bytes | None]:
@@ -411,9 +414,12 @@ class Supervisor:
         the rest of one whose worker was killed halfway through sending it.
         Reading only the bytes already in the pipe never waits.
         """
-        self.unread += os.read(self.pipe.fileno(), 1 << 20)
-        for message in self.whole_messages():
-            self.on_message(*message)
+        # Held back meanwhile, so that a Ctrl-C cannot come between taking a
+        # message out and acting on it: a result once read is never lost.
+        with signals_held():
+            self.unread += os.read(self.pipe.fileno(), 1 << 20)
+            for message in self.whole_messages():
+                self.on_message(*message)
 
     def whole_messages(self) -> Iterator[tuple]:
         """Take each whole message out of the bytes read so far.
@@ -507,7 +513,7 @@ class Supervisor:
             if now < worker.deadline:
                 continue
             if worker.overdue == "start":
-                self.fail(worker, f"did not start its lookup within {START_LIMIT:g} s")
+                self.fail(worker, f"did not start within {START_LIMIT:g} s")
             elif worker.overdue == "timeout":
                 self.fail(worker, f"ran past the time limit of {self.timeout:g} s")
             elif worker.overdue == "linger":

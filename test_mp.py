@@ -31,6 +31,7 @@ import tempfile
 import termios
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -339,6 +340,17 @@ def leftover_sleeps(seconds: str) -> list[int]:
     return found
 
 
+# .ci/mutants.py sets MP_TEST_TIMING=off: a mutant must be caught by what the kit
+# does, not only by how long it takes, which a busy machine can change.
+TIMING = os.environ.get("MP_TEST_TIMING") != "off"
+
+
+def quick(seconds: float, limit: float, what: str) -> None:
+    """A timing check: `what` took `seconds`, which must be under `limit`."""
+    if TIMING:
+        assert seconds < limit, f"{what} took {seconds:.2f} s, not under {limit} s"
+
+
 def burn(seconds: float) -> None:
     """Compute for `seconds` of this thread's CPU time."""
     done_at = time.thread_time() + seconds
@@ -477,7 +489,7 @@ def test_all_ten_names_come_back_once_in_about_one_delay(speedups, tmp_path):
         speedups.extend(f"{report}; not judged, {why}" for report in reports)
         pytest.skip(why)
     speedups.extend(reports)
-    assert not failures, failures
+    assert not (failures and TIMING), failures
 
 
 @pytest.mark.skipif(mp.usable_cores() < 2, reason="needs at least 2 usable cores")
@@ -508,7 +520,7 @@ def test_cpu_work_runs_in_parallel_up_to_the_usable_cores(speedups):
         pytest.skip(why)
     speedups.append(report)
     # As parallel as the machine allows right now: one after another gives 1x.
-    assert work / elapsed >= 0.75 * spare, report
+    assert work / elapsed >= 0.75 * spare or not TIMING, report
 
 
 def test_workers_use_the_start_method_asked_for_or_set(start_method):
@@ -545,7 +557,7 @@ def test_two_people_with_the_same_pet_get_a_result_each():
 def test_an_empty_pet_map_gives_an_empty_list_at_once():
     started = time.monotonic()
     assert mp.find_pet_names({}, delay=60) == []
-    assert time.monotonic() - started < 1.0
+    quick(time.monotonic() - started, 1.0, "an empty run")
 
 
 def test_lines_arrive_whole_and_in_order_on_a_pipe_a_file_or_a_terminal():
@@ -750,7 +762,7 @@ def test_a_failed_lookup_ends_the_run_within_a_second(
     noticed_after = time.monotonic() - float(stamp.read_text())
     assert str(caught.value) == f"lookup for 'steve' {what_happened}"
     assert caught.value.person == "steve"
-    assert noticed_after < 1.0, f"the run ended {noticed_after:.2f} s after the failure"
+    quick(noticed_after, 1.0, "ending the run after the failure")
     assert multiprocessing.active_children() == []
 
 
@@ -849,7 +861,7 @@ def test_a_worker_killed_halfway_through_a_large_result_ends_the_run(start_metho
     with pytest.raises(mp.PetLookupError) as caught:
         mp.find_pet_names(people, 0, start_method, lookups.large_then_killed)
     assert str(caught.value) == "lookup for 'adam' was killed by SIGKILL"
-    assert time.monotonic() - started < 5
+    quick(time.monotonic() - started, 5, "the run")
 
 
 def test_results_of_a_megabyte_each_come_back_intact(start_method):
@@ -872,26 +884,105 @@ def test_a_worker_that_lingers_after_its_result_is_stopped_with_a_warning():
             "result, so it was stopped"
         )
     ]
-    assert mp.LINGER <= took < mp.LINGER + 1.0
+    assert mp.LINGER <= took
+    quick(took, mp.LINGER + 1.0, "the run")
     assert multiprocessing.active_children() == []
 
 
 def test_a_stuck_lookup_is_noticed_while_results_keep_arriving(tmp_path):
-    # A hundred results, 40 ms apart, keep the parent busy past the time limit.
+    # A hundred results, 20 ms apart, keep the parent busy past the time limit.
     stamp = tmp_path / "stuck-at"
     people = {f"p{n}": {"pet_name": f"pet{n}"} for n in range(100)}
     people["p0"] = {"pet_name": f"stuck:{stamp}"}
+    arrivals: list[mp.Arrival] = []
     with pytest.raises(mp.PetLookupError) as caught:
-        mp.find_pet_names(people, 0, "fork", lookups.staggered, timeout=1)
-    late = time.monotonic() - float(stamp.read_text()) - 1
-    assert str(caught.value) == "lookup for 'p0' ran past the time limit of 1 s"
-    assert late < 0.5, f"noticed {late:.2f} s after the limit"
+        mp.find_pet_names(people, 0, "fork", lookups.staggered, 0.5, arrivals)
+    late = time.monotonic() - float(stamp.read_text()) - 0.5
+    assert str(caught.value) == "lookup for 'p0' ran past the time limit of 0.5 s"
+    # Noticed while the others were still coming: not after all 99 had arrived.
+    assert len(arrivals) < 70
+    quick(late, 0.5, "noticing the overrun, after the limit,")
 
 
-def test_the_time_limit_starts_with_the_lookup_not_the_workers_start_up():
-    # A spawned worker takes a while to start; with two at once, a third more.
-    results = mp.find_pet_names(THREE, 0.4, "spawn", timeout=0.6)
-    assert len(results) == 3
+def test_the_time_limit_counts_from_the_lookup_and_start_up_has_its_own(monkeypatch):
+    # A spawned worker imports its lookup's module first: 0.6 s, for this one.
+    slow = importlib.import_module("slow_lookups")
+    one = {"adam": {"pet_name": "max"}}
+    assert mp.find_pet_names(one, 0.1, "spawn", slow.answer, 0.3) == ["pet name: max"]
+    monkeypatch.setattr(mp, "START_LIMIT", 0.2)
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(one, 0.1, "spawn", slow.answer)
+    assert str(caught.value) == "lookup for 'adam' did not start within 0.2 s"
+    assert multiprocessing.active_children() == []
+
+
+def test_a_lookup_over_its_time_limit_fails_and_one_under_it_does_not():
+    people = {"adam": {"pet_name": "max:0.1"}, "steve": {"pet_name": "sylvester:0.6"}}
+    arrivals: list[mp.Arrival] = []
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(people, 0, "fork", lookups.in_reverse, 0.4, arrivals)
+    assert str(caught.value) == "lookup for 'steve' ran past the time limit of 0.4 s"
+    assert [arrival.result for arrival in arrivals] == ["pet name: max"]
+
+
+def test_running_workers_are_stopped_with_sigterm_first(monkeypatch):
+    started = []
+    real_start = multiprocessing.process.BaseProcess.start
+
+    def start(self):
+        real_start(self)
+        started.append(self)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+    with pytest.raises(mp.PetLookupError):
+        mp.find_pet_names(THREE, 60, "fork", timeout=0.3)
+    assert [process.exitcode for process in started] == [-signal.SIGTERM] * 3
+
+
+def test_a_result_already_in_the_pipe_when_ctrl_c_comes_is_kept():
+    arrivals: list[mp.Arrival] = []
+    with pytest.raises(KeyboardInterrupt):
+        mp.find_pet_names(
+            {"adam": {"pet_name": "max"}},
+            0,
+            "fork",
+            lookups.put_then_ctrl_c,
+            None,
+            arrivals,
+        )
+    assert [arrival.result for arrival in arrivals] == ["pet name: max"]
+
+
+@LINUX_ONLY
+def test_a_worker_whose_child_holds_its_files_is_still_seen_to_exit():
+    # The `sleep` would hold the pipe behind the worker's sentinel, and hide
+    # its exit, had the worker not marked multiprocessing's pipes as its own.
+    seconds = f"{64 + os.getpid() % 1000 / 1000:.3f}"
+    one = {"adam": {"pet_name": seconds}}
+    with pytest.raises(mp.PetLookupError) as caught:
+        mp.find_pet_names(one, 0, "spawn", lookups.child_then_exit)
+    assert str(caught.value) == "lookup for 'adam' ended without sending its result"
+    assert wait_for(lambda: not leftover_sleeps(seconds) or None, "the sleep ending", 1)
+
+
+@LINUX_ONLY
+def test_multiprocessings_helpers_keep_sighup_held():
+    # The resource tracker and the fork server, started while the parent held
+    # the stop signals, keep SIGHUP held: a closing terminal does not kill them.
+    program = (
+        "import multiprocessing.forkserver as forkserver\n"
+        "import multiprocessing.resource_tracker as tracker\n"
+        "import mp\n"
+        "mp.find_pet_names({'adam': {'pet_name': 'max'}}, 0, 'forkserver')\n"
+        "for pid in (tracker._resource_tracker._pid, forkserver._forkserver._forkserver_pid):\n"
+        "    status = open(f'/proc/{pid}/status').read().splitlines()\n"
+        "    print(next(line for line in status if line.startswith('SigBlk:')).split()[1])\n"
+    )
+    outcome = run(program=program)
+    assert outcome.status == 0, outcome.stderr
+    tracker, server = (int(mask, 16) for mask in outcome.stdout.split()[-2:])
+    assert tracker & bit(signal.SIGHUP)
+    assert server & bit(signal.SIGHUP) and server & bit(signal.SIGTERM)
 
 
 @pytest.mark.parametrize("then", ["timeout", "another fails", "ctrl-c twice"])
@@ -906,7 +997,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(then, tmp_path)
     with pytest.raises(raised):
         mp.find_pet_names(people, 0, "fork", lookups.stuck, timeout=timeout)
     ended_after = time.monotonic() - float(stamp.read_text())
-    assert ended_after < (timeout or 0) + 1.0, f"{ended_after:.2f} s"
+    quick(ended_after, (timeout or 0) + 1.0, "ending the run, after it got stuck,")
     # The second Ctrl-C came during the clean-up, and did not cut it short.
     assert multiprocessing.active_children() == []
 
@@ -916,9 +1007,10 @@ def test_nothing_a_lookup_started_outlives_its_worker_or_the_run(start_method):
     # behind, whether it returns, runs past its time limit or fails.
     seconds = f"{61 + os.getpid() % 1000 / 1000:.3f}"  # this test's own sleeps
     people = {"adam": {"pet_name": seconds}}
-    assert mp.find_pet_names(people, 0, start_method, lookups.with_children) == [
-        f"pet name: {seconds}"
-    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its exit is seen: it is not taken to linger
+        results = mp.find_pet_names(people, 0, start_method, lookups.with_children)
+    assert results == [f"pet name: {seconds}"]
     assert wait_for(
         lambda: not leftover_sleeps(seconds) or None, "the sleeps ending", 1
     )
@@ -972,9 +1064,7 @@ def test_ctrl_c_at_any_moment_stops_everything_with_one_line(start_method):
             "",
             "mp.py: interrupted\n",
         ), f"Ctrl-C at {when}"
-        assert outcome.took < 1.0, (
-            f"Ctrl-C at {when}: exited after {outcome.took:.2f} s"
-        )
+        quick(outcome.took, 1.0, f"Ctrl-C at {when}: exiting")
         assert outcome.left == {}, f"Ctrl-C at {when}: processes left behind"
 
 
@@ -1023,7 +1113,7 @@ def test_signals_to_the_script_or_its_group_stop_everything_with_one_line(start_
         assert (outcome.status, outcome.stdout) == (status, ""), name
         assert only_line(outcome).startswith(line), name
         # Workers running a lookup stop at SIGTERM at once: no grace period.
-        assert outcome.took < mp.GRACE, f"{name}: exited after {outcome.took:.2f} s"
+        quick(outcome.took, mp.GRACE, f"{name}: exiting")
         assert outcome.left == {}, f"{name}: processes left behind"
     assert only_line(outcomes[5]).endswith(" was killed by SIGKILL")
     assert outcomes[-1].status == -signal.SIGKILL
@@ -1105,9 +1195,8 @@ def test_timeout_from_the_command_line_names_the_person_and_the_limit():
         only_line(outcome)
         == "mp.py: error: lookup for 'adam' ran past the time limit of 0.5 s"
     )
-    assert (
-        0.5 <= outcome.took < 0.5 + 1.0 + 0.5
-    )  # the limit, a second, Python's start-up
+    assert outcome.took >= 0.5
+    quick(outcome.took, 0.5 + 1.0 + 0.5, "the run (with Python's start-up)")
 
 
 def test_results_that_arrived_are_printed_even_when_the_run_fails(monkeypatch, capfd):

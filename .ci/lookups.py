@@ -136,11 +136,11 @@ def lingering(pet_name, output, delay):
 
 
 def staggered(pet_name, output, delay):
-    """The pet name is "petN": wait N * 40 ms; "stuck:FILE" writes the time to FILE, then hangs."""
+    """The pet name is "petN": wait N * 20 ms; "stuck:FILE" writes the time to FILE, then hangs."""
     if pet_name.startswith("stuck:"):
         Path(pet_name[6:]).write_text(repr(time.monotonic()))
         time.sleep(60)
-    time.sleep(int(pet_name[3:]) * 0.04)
+    time.sleep(int(pet_name[3:]) * 0.02)
     output.put(pet_name)
 
 
@@ -195,3 +195,18 @@ def children_signals(pet_name, output, delay):
 def process_group(pet_name, output, delay):
     """Answer with this worker's process group and its parent's."""
     output.put((os.getpgid(0), os.getpgid(multiprocessing.parent_process().pid)))
+
+
+def put_then_ctrl_c(pet_name, output, delay):
+    """Put the result, wait until it is in the pipe, then press Ctrl-C in the parent."""
+    output.put(f"pet name: {pet_name}")
+    output.queue.close()
+    output.queue.join_thread()  # the queue's feeder thread has written it all
+    os.kill(multiprocessing.parent_process().pid, signal.SIGINT)
+    time.sleep(60)
+
+
+def child_then_exit(pet_name, output, delay):
+    """Leave a `sleep` that inherits every inheritable file, then exit without a result."""
+    subprocess.Popen(["sleep", pet_name], close_fds=False)
+    os._exit(0)
