@@ -1,4 +1,4 @@
-"""A lookup whose module takes 0.6 s to import in a worker, for test_mp.py.
+"""A lookup whose module takes 0.4 s to import in a worker, for test_mp.py.
 
 A spawn or forkserver worker imports the module of its lookup before the
 lookup starts: this one makes that start-up slow, on purpose.
@@ -8,7 +8,7 @@ import multiprocessing
 import time
 
 if multiprocessing.parent_process() is not None:  # in a worker, not in the tests
-    time.sleep(0.6)
+    time.sleep(0.4)
 
 
 def answer(pet_name, output, delay):
