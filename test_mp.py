@@ -1273,12 +1273,10 @@ def test_interpreter_options_and_an_ascii_stdout():
     # -OO drops docstrings; -I, -P and PYTHONSAFEPATH leave the script's folder,
     # where pets.py is, off the import path. Spawned workers get the same options.
     plain = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
-    options = {
-        "-OO": (["-OO"], plain),
-        "-I": (["-I"], plain),
-        "-P": (["-P"], plain),
-        "PYTHONSAFEPATH=1": ([], {**plain, "PYTHONSAFEPATH": "1"}),
-    }
+    options = {"-OO": (["-OO"], plain), "-I": (["-I"], plain)}
+    if sys.version_info >= (3, 11):  # -P and PYTHONSAFEPATH came with 3.11
+        options["-P"] = (["-P"], plain)
+        options["PYTHONSAFEPATH=1"] = ([], {**plain, "PYTHONSAFEPATH": "1"})
     args = ["mp.py", "--delay", "0", "--start-method", "spawn"]
     names = {"zoë": {"pet_name": "café"}}
     ascii_only = {**plain, "PYTHONIOENCODING": "ascii"}
@@ -1643,7 +1641,9 @@ def in_a_mount_namespace(mounts: str, command: str) -> list[str] | None:
 
 @LINUX_ONLY
 def test_no_semaphores_or_no_temporary_folder_gives_one_line(tmp_path):
-    python = shlex.quote(sys.executable)
+    # The interpreter itself, not a virtual environment's link to it, which may
+    # be under the /tmp that is hidden below.
+    python = shlex.quote(os.path.realpath(sys.executable))
     no_shm = in_a_mount_namespace(
         "mount -t tmpfs -o ro none /dev/shm", f"exec {python} mp.py --delay 0"
     )
@@ -1753,6 +1753,7 @@ def shape(lines: list[str]) -> list:
         if line.startswith("['pet name: "):
             shaped.append(collections.Counter(ast.literal_eval(line)))
             continue
+        line = re.sub(r"'\w+'", "'NAME'", line)  # whose lookup overran first
         line = re.sub(r"\d+(\.\d+)?", "N", line)
         line = re.sub(r"N( +N)*", "N", line)  # the axis' ticks
         line = re.sub(r" *-*=+", " =", line)  # a row's bar
