@@ -399,20 +399,20 @@ class Supervisor:
         ready = multiprocessing.connection.wait([self.pipe, *running], timeout)
         if self.pipe in ready:
             self.read()
-        # A worker exits only once all it sent is in the pipe: its exit is
-        # judged when the pipe is empty, so that all it sent has been read.
-        if not self.pipe.poll(0):
-            for sentinel in ready:
-                if sentinel in running:
-                    self.on_exit(running[sentinel])
+        # A worker exits only once all it sent is in the pipe, and read() took
+        # all the pipe held: whatever an exited worker sent has been read.
+        for sentinel in ready:
+            if sentinel in running:
+                self.on_exit(running[sentinel])
         self.check_deadlines()
 
     def read(self) -> None:
-        """Read what the pipe holds now, and act on each message that is now whole.
+        """Read all the pipe holds now, and act on each message that is now whole.
 
         The queue's get() reads a message whole, so it would wait forever for
         the rest of one whose worker was killed halfway through sending it.
-        Reading only the bytes already in the pipe never waits.
+        Reading only the bytes already in the pipe never waits. One read takes
+        up to 1 MiB, more than a pipe holds (64 KiB by default on Linux).
         """
         # Held back meanwhile, so that a Ctrl-C cannot come between taking a
         # message out and acting on it: a result once read is never lost.
@@ -887,8 +887,8 @@ def print_line(text: str) -> None:
     worker's process group is not the terminal's foreground one, and under
     `stty tostop` the terminal would stop it.
     """
-    if sys.stdout is None:
-        raise StdoutError(errno.EBADF, "stdout is closed")
+    if sys.stdout is None:  # started with stdout closed: as print() does, nothing
+        return
     try:
         with signals_held([signal.SIGTTOU]):
             sys.stdout.write(text + "\n")
@@ -902,7 +902,7 @@ def print_line(text: str) -> None:
 
 def silence_stdout() -> None:
     """Send what is left for stdout to /dev/null, as the Python docs' note on SIGPIPE does."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
 def say(message: str) -> None:

@@ -20,6 +20,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import pickle
 import pty
 import re
 import shlex
@@ -349,6 +350,19 @@ def quick(seconds: float, limit: float, what: str) -> None:
     """A timing check: `what` took `seconds`, which must be under `limit`."""
     if TIMING:
         assert seconds < limit, f"{what} took {seconds:.2f} s, not under {limit} s"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process is running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children_gone(seconds: str, pids: Path) -> bool:
+    """Whether lookups.with_children's `sleep SECONDS`, and its forked copy, have ended."""
+    return not leftover_sleeps(seconds) and not alive(int(pids.read_text()))
 
 
 def burn(seconds: float) -> None:
@@ -724,16 +738,17 @@ def test_work_cpu_is_judged_against_the_cores_this_process_may_use(capfd):
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("needs os.sched_setaffinity")
     allowed = os.sched_getaffinity(0)
+    before = os.times()
     try:
-        os.sched_setaffinity(
-            0, {min(allowed)}
-        )  # one core, whatever os.cpu_count() says
-        assert mp.main(["--work", "cpu", "--delay", "0.02", "--timeline"]) == 0
+        os.sched_setaffinity(0, {min(allowed)})  # one core, whatever cpu_count() says
+        assert mp.main(["--work", "cpu", "--delay", "0.03", "--timeline"]) == 0
     finally:
         os.sched_setaffinity(0, allowed)
+    cpu = sum(after - then for after, then in zip(os.times()[:4], before[:4]))
+    assert cpu >= 0.9 * 10 * 0.03  # the lookups computed, workers' time included
     chart = posts_lines(capfd.readouterr().out)
     assert SUMMARY.fullmatch(chart[-2]).group(6) == "1"
-    assert mp.main(["--work", "cpu", "--delay", "0.02", "--timeline"]) == 0
+    assert mp.main(["--work", "cpu", "--delay", "0.03", "--timeline"]) == 0
     chart = posts_lines(capfd.readouterr().out)
     assert SUMMARY.fullmatch(chart[-2]).group(6) == str(min(10, len(allowed)))
 
@@ -750,6 +765,7 @@ def test_work_cpu_is_judged_against_the_cores_this_process_may_use(capfd):
         ("kill", "was killed by SIGKILL"),
         ("rt", "was killed by SIGRTMIN+6"),
     ],
+    ids=["raise", "exit", "exit0", "kill", "rt"],
 )
 def test_a_failed_lookup_ends_the_run_within_a_second(
     start_method, how, what_happened, tmp_path
@@ -793,6 +809,7 @@ def test_the_workers_traceback_is_the_cause_of_the_error():
             "ended without putting a result (it returned 'pet name: returned' ",
         ),
     ],
+    ids=["twice", "caught", "unpicklable", "unimportable", "returns"],
 )
 def test_a_bad_put_is_named_with_its_person(pet_name, what_happened):
     people = {"steve": {"pet_name": pet_name}}
@@ -855,11 +872,11 @@ def test_a_lookup_under_the_main_guard_gives_one_clear_line(tmp_path):
 @pytest.mark.timeout(15)
 def test_a_worker_killed_halfway_through_a_large_result_ends_the_run(start_method):
     # The parent has read part of a 20 MB message whose sender is gone: reading
-    # the rest would wait forever.
+    # the rest, as the queue's get() would, would wait forever.
     people = {"adam": {"pet_name": "max"}}
     started = time.monotonic()
     with pytest.raises(mp.PetLookupError) as caught:
-        mp.find_pet_names(people, 0, start_method, lookups.large_then_killed)
+        mp.find_pet_names(people, 0, start_method, lookups.half_a_message)
     assert str(caught.value) == "lookup for 'adam' was killed by SIGKILL"
     quick(time.monotonic() - started, 5, "the run")
 
@@ -954,6 +971,55 @@ def test_a_result_already_in_the_pipe_when_ctrl_c_comes_is_kept():
     assert [arrival.result for arrival in arrivals] == ["pet name: max"]
 
 
+def test_results_left_in_the_pipe_are_kept_when_the_run_ends():
+    # Ended by an error, a signal or a time limit, the run still keeps the
+    # results that had reached the pipe: they arrived before it ended.
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    arrivals: list[mp.Arrival] = []
+    supervisor = mp.Supervisor(multiprocessing.get_context("fork"), None, arrivals)
+    supervisor.pipe = reader
+    supervisor.add("adam", multiprocessing.Process())  # not started
+    writer.send((0, "started", 0.0))  # framed as the queue's feeder thread does
+    writer.send((0, "result", pickle.dumps("pet name: max")))
+    supervisor.stop()
+    assert [arrival.result for arrival in arrivals] == ["pet name: max"]
+
+
+def test_the_stop_signals_are_held_while_a_message_is_acted_on(monkeypatch):
+    # Otherwise a Ctrl-C could come between taking a message out of the bytes
+    # read and recording it, and a result already read would be lost.
+    masks = []
+    acting = mp.Supervisor.on_message
+
+    def on_message(self, *message):
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        acting(self, *message)
+
+    monkeypatch.setattr(mp.Supervisor, "on_message", on_message)
+    assert mp.find_pet_names({"adam": {"pet_name": "max"}}, 0, "fork") == [
+        "pet name: max"
+    ]
+    assert masks and all(set(mp.STOP_SIGNALS) <= mask for mask in masks)
+
+
+@LINUX_ONLY
+def test_closed_standard_files_do_not_go_to_the_queue(start_method):
+    # Started with stdin and stdout closed (a daemon, some cron set-ups), the
+    # queue's pipe would take their numbers: spawned workers would then write
+    # their lines into the pipe, or close it as their stdin.
+    program = (
+        "import sys, mp\n"
+        "people = {'adam': {'pet_name': 'max'}, 'steve': {'pet_name': 'sylvester'}}\n"
+        "print(mp.find_pet_names(people, 0, sys.argv[1]), file=sys.stderr)\n"
+    )
+    outcome = run(start_method, program=program, shell="<&- >&-", limit=5)
+    assert outcome.status == 0, outcome.stderr
+    assert sorted(ast.literal_eval(outcome.stderr)) == [
+        "pet name: max",
+        "pet name: sylvester",
+    ]
+
+
 @LINUX_ONLY
 def test_a_worker_whose_child_holds_its_files_is_still_seen_to_exit():
     # The `sleep` would hold the pipe behind the worker's sentinel, and hide
@@ -986,18 +1052,18 @@ def test_multiprocessings_helpers_keep_sighup_held():
     assert server & bit(signal.SIGHUP) and server & bit(signal.SIGTERM)
 
 
-@pytest.mark.parametrize("then", ["timeout", "another fails", "ctrl-c twice"])
+@pytest.mark.parametrize("then", ["timeout", "another-fails", "ctrl-c-twice"])
 def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(
     then, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(mp, "GRACE", 0.2)  # 0.5 s in a real run
     stamp = tmp_path / "stuck-at"
-    how = "stuck-ctrl-c" if then == "ctrl-c twice" else "stuck"
+    how = "stuck-ctrl-c" if then == "ctrl-c-twice" else "stuck"
     people = {"steve": {"pet_name": f"{how}:{stamp}"}}
-    if then == "another fails":
+    if then == "another-fails":
         people["adam"] = {"pet_name": f"fails:{stamp}"}
     timeout = 0.2 if then == "timeout" else None
-    raised = KeyboardInterrupt if then == "ctrl-c twice" else mp.PetLookupError
+    raised = KeyboardInterrupt if then == "ctrl-c-twice" else mp.PetLookupError
     with pytest.raises(raised):
         mp.find_pet_names(people, 0, "fork", lookups.stuck, timeout=timeout)
     ended_after = time.monotonic() - float(stamp.read_text())
@@ -1006,23 +1072,26 @@ def test_a_worker_that_ignores_sigterm_is_killed_within_a_second(
     assert multiprocessing.active_children() == []
 
 
-def test_nothing_a_lookup_started_outlives_its_worker_or_the_run(start_method):
+def test_nothing_a_lookup_started_outlives_its_worker_or_the_run(
+    start_method, tmp_path, monkeypatch
+):
     # A lookup that leaves a `sleep` (subprocess) and a forked copy of itself
-    # behind, whether it returns, runs past its time limit or fails.
+    # behind, whether it returns, or runs past its time limit.
+    monkeypatch.setattr(mp, "LINGER", 0.3)  # 1 s in a real run
     seconds = f"{61 + os.getpid() % 1000 / 1000:.3f}"  # this test's own sleeps
-    people = {"adam": {"pet_name": seconds}}
+    pids = tmp_path / "forked"
+    people = {"adam": {"pet_name": f"{seconds}:{pids}"}}
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its exit is seen: it is not taken to linger
+        # The forked copy holds all the worker's files, the pipe behind its
+        # sentinel included: its exit is still seen, and not taken to linger.
+        warnings.simplefilter("error")
         results = mp.find_pet_names(people, 0, start_method, lookups.with_children)
     assert results == [f"pet name: {seconds}"]
-    assert wait_for(
-        lambda: not leftover_sleeps(seconds) or None, "the sleeps ending", 1
-    )
+    assert wait_for(lambda: children_gone(seconds, pids), "the children ending", 1)
+    pids.unlink()
     with pytest.raises(mp.PetLookupError):
         mp.find_pet_names(people, 60, start_method, lookups.with_children, timeout=0.3)
-    assert wait_for(
-        lambda: not leftover_sleeps(seconds) or None, "the sleeps ending", 1
-    )
+    assert wait_for(lambda: children_gone(seconds, pids), "the children ending", 1)
 
 
 def test_a_lookups_children_start_with_the_default_signal_actions(start_method):
@@ -1151,35 +1220,54 @@ def test_a_signal_the_run_was_started_with_ignored_stays_ignored():
 
 @LINUX_ONLY
 @pytest.mark.timeout(20)
-def test_a_lookups_children_end_with_the_run_on_ctrl_c_sigterm_or_sigkill(start_method):
-    seconds = f"{62 + os.getpid() % 1000 / 1000:.3f}"
-    program = (
-        "import sys; sys.path.insert(0, '.ci')\n"
-        "import mp, lookups\n"
-        "with mp.stop_signals_handled():\n"
-        f"    mp.find_pet_names({{'adam': {{'pet_name': '{seconds}'}}}}, 60, "
-        f"'{start_method}', lookups.with_children)\n"
-    )
+def test_a_lookups_children_end_with_the_run_on_ctrl_c_sigterm_or_sigkill(
+    start_method, tmp_path
+):
+    signals = {
+        "Ctrl-C": signal.SIGINT,
+        "SIGTERM": signal.SIGTERM,
+        "SIGKILL": signal.SIGKILL,
+    }
+    base = 62 + os.getpid() % 1000 / 1000
+    cases = {  # each its own sleep, and file for its forked copy's pid
+        name: (f"{base + n / 10:.3f}", tmp_path / f"forked-{n}")
+        for n, name in enumerate(signals)
+    }
 
-    def after_the_sleeps(number):
+    def program(seconds: str, pids: Path) -> str:
+        return (
+            "import sys; sys.path.insert(0, '.ci')\n"
+            "import mp, lookups\n"
+            "with mp.stop_signals_handled():\n"
+            f"    mp.find_pet_names({{'adam': {{'pet_name': '{seconds}:{pids}'}}}}, 60, "
+            f"'{start_method}', lookups.with_children)\n"
+        )
+
+    def once_the_children_are_up(name: str):
         def act(script):
-            wait_for(lambda: len(leftover_sleeps(seconds)) >= 2, "the lookup's sleeps")
-            if number == signal.SIGINT:
+            seconds, pids = cases[name]
+            wait_for(
+                lambda: pids.exists() and pids.read_text() and leftover_sleeps(seconds),
+                "the children",
+            )
+            if signals[name] == signal.SIGINT:
                 ctrl_c(script)
             else:
-                os.kill(script, number)
+                os.kill(script, signals[name])
 
         return act
 
     outcomes = side_by_side(
         *(
-            lambda n=number: run(program=program, act=after_the_sleeps(n), within=2.0)
-            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+            lambda n=name: run(
+                program=program(*cases[n]), act=once_the_children_are_up(n), within=2.0
+            )
+            for name in signals
         )
     )
-    for number, outcome in zip(("Ctrl-C", "SIGTERM", "SIGKILL"), outcomes):
-        assert outcome.left == {}, f"{number}: processes left behind"
-    assert leftover_sleeps(seconds) == []
+    for name, outcome in zip(signals, outcomes):
+        assert outcome.left == {}, f"{name}: processes left behind"
+        assert children_gone(*cases[name]), f"{name}: the lookup's children live on"
 
 
 @LINUX_ONLY
@@ -1350,7 +1438,7 @@ def forbid_process_start(monkeypatch):
         ({"pet_name": 7}, "{'pet_name': 7}"),
         ("sylvester", "'sylvester'"),
     ],
-    ids=["no pet_name", "pet_name not a string", "not a mapping"],
+    ids=["no-pet_name", "pet_name-not-a-string", "not-a-mapping"],
 )
 def test_a_bad_entry_is_named_before_any_process_starts(
     bad_entry, shown, forbid_process_start
@@ -1410,6 +1498,7 @@ def test_the_longest_delay_and_timeout_are_accepted():
             "argument --start-method: invalid choice: 'thread'",
         ),
     ],
+    ids=["negative", "too-long", "not-a-number", "nan", "no-gpu", "no-thread"],
 )
 def test_a_bad_command_line_gets_argparse_error_and_status_2(args, message, capsys):
     with pytest.raises(SystemExit) as caught:
@@ -1463,12 +1552,12 @@ def test_help_explains_every_option_in_plain_sentences(capsys):
         (None, "cannot read it: No such file or directory"),
     ],
     ids=[
-        "syntax error",
+        "syntax-error",
         "raises",
-        "raises deeper",
-        "no pet_maps",
-        "not a mapping",
-        "bad entry",
+        "raises-deeper",
+        "no-pet_maps",
+        "not-a-mapping",
+        "bad-entry",
         "missing",
     ],
 )
@@ -1587,6 +1676,10 @@ def test_the_process_limit_is_checked_against_every_limit_found(monkeypatch):
     with pytest.raises(mp.CannotStartError, match="ulimit -u 5 leaves room for 0$"):
         mp.check_processes(1)
     mp.check_processes(0)  # nobody: nothing to start
+    # Two limits too tight: the one that leaves less room is named.
+    monkeypatch.setattr(mp, "processes_left", lambda: iter([(25, "a"), (20, "b")]))
+    with pytest.raises(mp.CannotStartError, match="but b leaves room for 20$"):
+        mp.check_processes(10)
 
 
 def test_a_start_that_fails_stops_the_workers_and_lets_ctrl_c_back_in(monkeypatch):

@@ -11,6 +11,7 @@ as usual.
 import multiprocessing
 import os
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -96,23 +97,15 @@ def deep_failure(depth: int) -> None:
     raise KeyError("the record is gone")
 
 
-def large_then_killed(pet_name, output, delay):
-    """Put a 20 MB result, and SIGKILL this process once 1 MB of it is in the pipe.
+def half_a_message(pet_name, output, delay):
+    """Die halfway through sending a 20 MB result, as when the OOM killer strikes.
 
-    The kernel's count of bytes this process has written (/proc/self/io) tells
-    when the queue's feeder thread is that far into the message.
+    The worker writes into the queue's pipe what its feeder thread would have
+    written of it by then, the 4-byte size and the first megabyte, then
+    SIGKILLs itself. The rest of the message never comes.
     """
-
-    def written() -> int:
-        fields = dict(
-            line.split(": ") for line in Path("/proc/self/io").read_text().splitlines()
-        )
-        return int(fields["wchar"])
-
-    before = written()
-    output.put("x" * 20_000_000)
-    while written() - before < 1_000_000:
-        time.sleep(0.001)  # polling a counter, not waiting out a race
+    size = 20_000_000
+    os.write(output.queue._writer.fileno(), struct.pack("!i", size) + b"x" * 2**20)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -169,18 +162,23 @@ def stuck(pet_name, output, delay):
 
 
 def with_children(pet_name, output, delay):
-    """Start a `sleep` with subprocess and a forked copy of this process, then wait.
+    """Leave children behind: a `sleep` (from subprocess), and a forked copy of this
+    process that runs on in Python, holding every file it had; then put the result.
 
-    The sleep's argument is the pet name, a number of seconds chosen by the
-    test, so a test can find what is left of them. With delay 0 the lookup
-    then puts its result and returns, leaving both behind.
+    The pet name is "SECONDS:FILE": the sleep's argument, which a test can look
+    for, and where to write the forked copy's pid. With a delay, the lookup
+    waits that long before it puts its result.
     """
-    subprocess.Popen(["sleep", pet_name])
-    if os.fork() == 0:
-        os.execvp("sleep", ["sleep", pet_name])
+    seconds, pids = pet_name.split(":", 1)
+    subprocess.Popen(["sleep", seconds])
+    forked = os.fork()
+    if forked == 0:
+        time.sleep(float(seconds))
+        os._exit(0)
+    Path(pids).write_text(str(forked))
     if delay:
         time.sleep(delay)
-    output.put(f"pet name: {pet_name}")
+    output.put(f"pet name: {seconds}")
 
 
 def children_signals(pet_name, output, delay):

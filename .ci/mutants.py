@@ -29,7 +29,8 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
 
-# (what the bug is, the text in mp.py, what it becomes)
+# (what the bug is, the text in mp.py, what it becomes), or for a bug that
+# takes more than one change, (what the bug is, [(text, what it becomes), ...])
 MUTATIONS = [
     # The post's steps
     (
@@ -81,11 +82,6 @@ MUTATIONS = [
         ),
     ),
     (
-        "exits judged before the pipe is empty",
-        "        if not self.pipe.poll(0):\n            for sentinel in ready:",
-        "        if True:\n            for sentinel in ready:",
-    ),
-    (
         "no time limit on the wait",
         "        return None if nearest == math.inf else max(0, nearest - time.monotonic())",
         "        return None",
@@ -106,13 +102,17 @@ MUTATIONS = [
         '            worker.deadline, worker.overdue = math.inf, "start"',
     ),
     (
-        "deadlines checked only when nothing arrives",
-        "                    self.on_exit(running[sentinel])\n        self.check_deadlines()",
-        (
-            "                    self.on_exit(running[sentinel])\n"
-            "        if not ready:\n"
-            "            self.check_deadlines()"
-        ),
+        "deadlines checked only after 0.1 s with nothing arriving",
+        [
+            (
+                "        return None if nearest == math.inf else max(0, nearest - time.monotonic())",
+                "        return 0.1",
+            ),
+            (
+                "        self.check_deadlines()\n\n    def read(self)",
+                "        if not ready:\n            self.check_deadlines()\n\n    def read(self)",
+            ),
+        ],
     ),
     (
         "a lingering worker waited for forever",
@@ -457,6 +457,11 @@ MUTATIONS = [
 ]
 
 
+def edits(mutation: tuple) -> list[tuple[str, str]]:
+    """A mutation's changes to mp.py, as (text, what it becomes) pairs."""
+    return mutation[1] if len(mutation) == 2 else [mutation[1:]]
+
+
 def run_suite(
     folder: Path, tests: list[str] | None = None
 ) -> tuple[bool, list[str], str]:
@@ -487,7 +492,10 @@ def run_suite(
         )
     except subprocess.TimeoutExpired:
         return False, [], "the suite did not finish in 300 s"
-    failed = re.findall(r"^FAILED (\S+)", done.stdout, re.MULTILINE)
+    # "FAILED test_mp.py::name[its parameters] - what went wrong"
+    failed = re.findall(
+        r"^FAILED (\S+?(?:\[.*?\])?)(?: - .*)?$", done.stdout, re.MULTILINE
+    )
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     return done.returncode == 0, failed, last
 
@@ -511,8 +519,12 @@ def main() -> int:
     files = subprocess.run(
         ["git", "ls-files"], cwd=KIT, capture_output=True, text=True, check=True
     ).stdout.split()
-    chosen = [m for m in MUTATIONS if not args.only or args.only in m[0]]
-    unapplied = [name for name, old, _ in chosen if source.count(old) != 1]
+    chosen = [(m[0], edits(m)) for m in MUTATIONS if not args.only or args.only in m[0]]
+    unapplied = [
+        name
+        for name, changes in chosen
+        if any(source.count(old) != 1 for old, _ in changes)
+    ]
     for name in unapplied:
         print(f"NOT APPLIED  {name}: its text is not in mp.py exactly once")
     killed, survived, flaky = [], [], []
@@ -526,13 +538,14 @@ def main() -> int:
         if not passed:
             print(f"the suite fails without any mutation ({failed}): no score")
             return 1
-        for number, (name, old, new) in enumerate(chosen):
+        for number, (name, changes) in enumerate(chosen):
             if name in unapplied:
                 continue
             started = time.monotonic()
-            mutant = copy_kit(
-                Path(scratch) / f"mutant{number}", files, source.replace(old, new)
-            )
+            mutated = source
+            for old, new in changes:
+                mutated = mutated.replace(old, new)
+            mutant = copy_kit(Path(scratch) / f"mutant{number}", files, mutated)
             passed, failed, last = run_suite(mutant)
             if passed:
                 fate, where = "SURVIVED", survived
