@@ -683,10 +683,11 @@ def test_timeline_shows_every_lookup_and_the_measured_speedup():
         assert all(len(line) <= 80 for line in chart), outcome.stdout
         spans, summary = parse_timeline(chart)
         assert list(spans) == list(pet_maps)
-        # Each row starts up, then looks up; all ten lookups run at one moment.
-        assert all(first <= began <= last for first, began, last in spans.values())
-        latest = max(began for _, began, _ in spans.values())
-        assert latest <= min(last for *_, last in spans.values()), outcome.stdout
+        # Each row starts up, then looks up. (That the lookups overlap is the
+        # timed test's to check: here a spawned worker's start-up, with two more
+        # runs side by side, can take longer than a lookup of 0.2 s.)
+        for first, began, last in spans.values():
+            assert first <= began <= last, outcome.stdout
         people, each, work, wall, speedup, best = SUMMARY.fullmatch(summary).groups()
         assert (int(people), float(each), float(work), int(best)) == (
             10,
