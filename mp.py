@@ -877,6 +877,8 @@ def usable_cores() -> int:
 
 # Printing.
 
+PROG = Path(__file__).name  # "mp.py", as the command line's messages begin
+
 
 def print_line(text: str) -> None:
     """Print a line in one write, flushed at once; raise StdoutError if stdout fails.
@@ -952,7 +954,6 @@ def draw_timeline(
 
 # The command line.
 
-PROG = Path(__file__).name
 DESCRIPTION = (
     "Look up ten pet names at once: one process per person, one Queue for the "
     "results. The 2019 post 'Parallel Processing with Python and Multiprocessing "

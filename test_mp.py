@@ -908,6 +908,22 @@ def test_a_worker_that_lingers_after_its_result_is_stopped_with_a_warning(monkey
     assert multiprocessing.active_children() == []
 
 
+def test_the_command_line_says_a_lingering_worker_was_stopped(
+    monkeypatch, tmp_path, capfd
+):
+    (tmp_path / "pets.py").write_text("pet_maps = {'steve': {'pet_name': 'lingers'}}\n")
+    monkeypatch.setattr(mp, "PETS", tmp_path / "pets.py")
+    monkeypatch.setattr(mp, "get_pet_name", lookups.lingering)
+    monkeypatch.setattr(mp, "LINGER", 0.3)  # 1 s in a real run
+    assert mp.main(["--delay", "0", "--start-method", "fork"]) == 0
+    printed = capfd.readouterr()
+    assert printed.out == "consuming from queue:\n['pet name: lingers']\n"
+    assert printed.err == (
+        "mp.py: warning: the worker for 'steve' had not exited 0.3 s after sending "
+        "its result, so it was stopped\n"
+    )
+
+
 def test_a_stuck_lookup_is_noticed_while_results_keep_arriving(tmp_path):
     # A hundred results, 20 ms apart, keep the parent busy past the time limit.
     stamp = tmp_path / "stuck-at"
@@ -936,7 +952,8 @@ def test_the_time_limit_counts_from_the_lookup_and_start_up_has_its_own(monkeypa
 
 
 def test_a_lookup_over_its_time_limit_fails_and_one_under_it_does_not():
-    people = {"adam": {"pet_name": "max:0"}, "steve": {"pet_name": "sylvester:0.4"}}
+    # 0.3 s: past the limit, and short of twice the limit.
+    people = {"adam": {"pet_name": "max:0"}, "steve": {"pet_name": "sylvester:0.3"}}
     arrivals: list[mp.Arrival] = []
     with pytest.raises(mp.PetLookupError) as caught:
         mp.find_pet_names(people, 0, "fork", lookups.in_reverse, 0.2, arrivals)

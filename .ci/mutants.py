@@ -230,6 +230,11 @@ MUTATIONS = [
         "    except ZeroDivisionError:\n        os._exit(NO_THREAD)",
     ),
     (
+        "a worker's report of a failed stdout ignored",
+        '        elif kind == "stdout":\n            raise StdoutError(*details)',
+        '        elif kind == "stdout":\n            pass',
+    ),
+    (
         "a worker's stdout failure reported as a lookup's",
         "    except StdoutError as error:\n        silence_stdout()",
         "    except ZeroDivisionError as error:\n        silence_stdout()",
@@ -403,6 +408,11 @@ MUTATIONS = [
         "a stdout closed early not ended quietly",
         "            if error.errno == errno.EPIPE:",
         "            if False:",
+    ),
+    (
+        "the command line says nothing of a lingering worker",
+        '        say(f"warning: {warning.message}")',
+        "        pass",
     ),
     (
         "names outside ASCII not escaped",
