@@ -13,7 +13,7 @@ Prints each mutant's fate and the score.
 
     .venv/bin/python .ci/mutants.py [--only WORD]
 
-It takes about 25 minutes on 2 cores (a survivor runs the whole suite); CI
+It takes about 20 minutes on 2 cores (a survivor runs the whole suite); CI
 does not run it.
 """
 
