@@ -1926,7 +1926,10 @@ def test_the_readmes_outputs_and_its_three_pitfalls_show_what_happens(tmp_path):
 
     def demo(name: str) -> Outcome:
         script = str(tmp_path / f"{name.replace(' ', '_')}.py")
-        return run(command=["timeout", "1", sys.executable, script], cwd=tmp_path)
+        # Each line out at once, as in a terminal: the README's demos are run there.
+        terminal_like = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = ["timeout", "1", sys.executable, script]
+        return run(command=command, cwd=tmp_path, env=terminal_like)
 
     outcomes = side_by_side(
         *(lambda c=command: run(*shlex.split(c)[2:]) for command in commands),
