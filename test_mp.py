@@ -1599,6 +1599,12 @@ def test_a_broken_pets_py_gives_one_line_naming_it(
 # Limits of the machine
 
 
+def refused(outcome: Outcome, line: str) -> None:
+    """The run refused before starting anything, with one line matching `line`."""
+    assert (outcome.status, outcome.stdout, outcome.left) == (1, "", {})
+    assert re.fullmatch(line, only_line(outcome)), outcome.stderr
+
+
 def with_open_files_limit(limit: int, command: list[str]) -> list[str]:
     """The command run under `ulimit -n LIMIT`, as a user would; 256 is macOS's default."""
     return ["bash", "-c", f'ulimit -n {limit} && exec "$@"', "bash", *command]
@@ -1619,11 +1625,10 @@ def test_more_people_than_open_files_allow_get_one_line():
         )
     )
     for outcome in outcomes:
-        assert (outcome.status, outcome.stdout, outcome.left) == (1, "", {})
-        assert re.fullmatch(
+        refused(
+            outcome,
             r"mp.py: error: 200 workers, one per person, need about \d+ open files, "
             r"but the limit is 256 \(ulimit -n\)",
-            only_line(outcome),
         )
 
 
@@ -1671,11 +1676,10 @@ def test_more_people_than_the_process_limit_allows_get_one_line():
         )
         cgroup.rmdir()
     for outcome in outcomes:
-        assert (outcome.status, outcome.stdout, outcome.left) == (1, "", {})
-        assert re.fullmatch(
+        refused(
+            outcome,
             r"mp.py: error: 10 workers, one per person, need about 32 more processes "
             r"and threads, but the pids limit of 12 on this container leaves room for \d+",
-            only_line(outcome),
         )
 
 
