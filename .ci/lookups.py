@@ -1,210 +1,97 @@
-"""Lookups that misbehave on purpose, for test_mp.py.
+"""Lookups that misbehave on purpose, and the baselines the timed tests compare with.
 
-They live in a module of their own, which imports nothing heavy, because
-spawn and forkserver workers import the module a lookup comes from: from
-test_mp.py, each worker would import pytest too. Each takes the lookup's
-arguments, lookup(pet_name, output, delay), and most act on pet names that
-the tests choose, so that one person's lookup misbehaves and the others' run
-as usual.
+They live outside test_mp.py because spawn and forkserver workers import the
+module a lookup comes from: from test_mp.py, each would import pytest too.
+Each lookup takes mp.py's arguments, lookup(data, output, delay), with data
+= (person, pet name), and acts on the pet name it is given, so that one
+person's lookup misbehaves while the others run as usual.
+
+    python3 .ci/lookups.py stamped METHOD DELAY      the ten lookups' times, as JSON
+    python3 .ci/lookups.py sleep|cpu METHOD DELAY    ten plain processes, no queue
 """
 
+import json
 import multiprocessing
 import os
 import signal
-import struct
-import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
-import mp
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import mp  # the kit, one folder up
+from pets import pet_maps
 
 
-def start_method(pet_name, output, delay):
-    """Answer with the start method that made this process, from its command line."""
-    command = Path("/proc/self/cmdline").read_bytes()
-    found = [
-        m for m in ("forkserver", "spawn") if f"multiprocessing.{m}".encode() in command
-    ]
-    output.put(found[0] if found else "fork")
+def stamped(data, output, delay):
+    """The post's wait, answering when it began and ended, and how its process started."""
+    began = time.time()
+    time.sleep(delay)
+    output.put((data[0], (began, time.time(), multiprocessing.get_start_method())))
 
 
-def in_reverse(pet_name, output, delay):
-    """The real lookup, but each pet name says how long its lookup waits: "max:0.4"."""
-    name, wait = pet_name.split(":")
-    mp.get_pet_name(name, output, float(wait))
+def signals(data, output, delay):
+    """Answer whether Ctrl-C is ignored here and SIGTERM has its default action."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    output.put((data[0], (ignored, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)))
 
 
-def failing(pet_name, output, delay):
-    """The real lookup, except for "fail:HOW:FILE": write the time to FILE, then fail.
+def big(data, output, delay):
+    """Answer with a megabyte: ten of them are 160 times what the pipe holds."""
+    output.put((data[0], (data[1] * 1_000_000)[:1_000_000]))
 
-    HOW is "raise", "exit" (status 3), "exit0" (status 0, nothing sent), "kill"
-    (SIGKILL) or "rt" (real-time signal SIGRTMIN+6).
+
+def failing(data, output, delay):
+    """The real lookup, unless the pet name says how to fail.
+
+    "raise", "exit" (status 3), "exit0" (status 0 with nothing sent), "kill"
+    (SIGKILL) and "return" (return the answer instead of putting it) fail at
+    once; "hang" sleeps a minute; "stubborn" does too, ignoring SIGTERM; a
+    path hangs until SIGTERM comes, then creates that file; "flood" puts one
+    answer after another for `delay` seconds.
     """
-    if not pet_name.startswith("fail:"):
-        return mp.get_pet_name(pet_name, output, delay)
-    _, how, stamp = pet_name.split(":", 2)
-    Path(stamp).write_text(repr(time.monotonic()))
+    person, how = data
+    if how.startswith("/"):
+        signal.signal(signal.SIGTERM, lambda *_: (Path(how).touch(), os._exit(0)))
     if how == "raise":
-        raise LookupError("no record of sylvester")
+        raise LookupError(f"no record of {person}")
     if how in ("exit", "exit0"):
         os._exit(3 if how == "exit" else 0)
-    os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGRTMIN + 6)
-    time.sleep(60)
-
-
-def misbehaving(pet_name, output, delay):
-    """Puts, or fails to put, in the way the pet name says."""
-    if pet_name == "bare":  # the post's own put: just the string
-        output.put("pet name: bare")
-    elif pet_name == "twice":
-        output.put("pet name: once")
-        output.put("pet name: twice")
-    elif pet_name == "unpicklable":
-        output.put(threading.Lock())
-    elif pet_name == "caught":  # catches the error its put() raised, and returns
-        output.put("pet name: first")
-        try:
-            output.put("pet name: second")
-        except ValueError:
-            pass
-    elif pet_name == "returns":
-        return "pet name: returned"
-    elif pet_name == "unimportable":  # the parent cannot unpickle it
-        output.put(Unimportable())
-    elif pet_name == "raises-deep":
-        deep_failure(3)
-    return None
-
-
-class Unimportable:
-    """Pickles in the worker, then cannot be rebuilt in the parent, like a result
-    whose class the parent cannot import."""
-
-    def __reduce__(self):
-        return (cannot_rebuild, ())
-
-
-def cannot_rebuild():
-    """What unpickling an Unimportable calls: it fails."""
-    raise ImportError("no module named 'elsewhere'")
-
-
-def deep_failure(depth: int) -> None:
-    """Raise from a few calls down, so the traceback shows where."""
-    if depth:
-        deep_failure(depth - 1)
-    raise KeyError("the record is gone")
-
-
-def half_a_message(pet_name, output, delay):
-    """Die halfway through sending a 20 MB result, as when the OOM killer strikes.
-
-    The worker writes into the queue's pipe what its feeder thread would have
-    written of it by then, the 4-byte size and the first megabyte, then
-    SIGKILLs itself. The rest of the message never comes.
-    """
-    size = 20_000_000
-    os.write(output.queue._writer.fileno(), struct.pack("!i", size) + b"x" * 2**20)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def one_slow(pet_name, output, delay):
-    """Answer at once, except for sylvester, whose lookup takes a minute."""
-    if pet_name == "sylvester":
-        time.sleep(60)
-    output.put(f"pet name: {pet_name}")
-
-
-def big(pet_name, output, delay):
-    """A result of about a megabyte: the pet name a million times over."""
-    output.put(f"pet name: {pet_name * 2**20}")
-
-
-def lingering(pet_name, output, delay):
-    """Put the result, then keep the process alive with a thread that is not a daemon."""
-    output.put(f"pet name: {pet_name}")
-    if pet_name == "lingers":
-        threading.Thread(target=time.sleep, args=(60,)).start()
-
-
-def staggered(pet_name, output, delay):
-    """The pet name is "petN": wait N * 20 ms; "stuck:FILE" writes the time to FILE, then hangs."""
-    if pet_name.startswith("stuck:"):
-        Path(pet_name[6:]).write_text(repr(time.monotonic()))
-        time.sleep(60)
-    time.sleep(int(pet_name[3:]) * 0.02)
-    output.put(pet_name)
-
-
-def stuck(pet_name, output, delay):
-    """For "stuck:FILE": ignore SIGTERM, write the time to FILE, and never end.
-
-    "stuck-ctrl-c:FILE" also presses Ctrl-C (SIGINT to the parent) once stuck,
-    and again when the parent's SIGTERM shows that it is cleaning up. Any other
-    pet name, "NAME:FILE", fails once FILE exists, so that a lookup's failure
-    can stop a run in which another worker ignores SIGTERM.
-    """
-    how, stamp = pet_name.split(":", 1)
-    if not how.startswith("stuck"):
-        while not Path(stamp).exists():
-            time.sleep(0.01)  # polling for a state, not waiting out a race
-        raise LookupError("failed once the other was stuck")
-    parent = multiprocessing.parent_process().pid
-    if how == "stuck-ctrl-c":
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(parent, signal.SIGINT))
-    else:
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "return":
+        return (person, "pet name: never put")
+    if how == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    Path(stamp).write_text(repr(time.monotonic()))
-    if how == "stuck-ctrl-c":
-        os.kill(parent, signal.SIGINT)
-    time.sleep(60)
+    until = time.monotonic() + delay
+    while how == "flood" and time.monotonic() < until:
+        output.put(data)
+    if how in ("hang", "stubborn") or how.startswith("/"):
+        time.sleep(60)
+    mp.get_pet_name(data, output, delay)
 
 
-def with_children(pet_name, output, delay):
-    """Leave children behind: a `sleep` (from subprocess), and a forked copy of this
-    process that runs on in Python, holding every file it had; then put the result.
-
-    The pet name is "SECONDS:FILE": the sleep's argument, which a test can look
-    for, and where to write the forked copy's pid. With a delay, the lookup
-    waits that long before it puts its result.
-    """
-    seconds, pids = pet_name.split(":", 1)
-    subprocess.Popen(["sleep", seconds])
-    forked = os.fork()
-    if forked == 0:
-        time.sleep(float(seconds))
-        os._exit(0)
-    Path(pids).write_text(str(forked))
-    if delay:
-        time.sleep(delay)
-    output.put(f"pet name: {seconds}")
+def burn(seconds):
+    """Compute for `seconds` of CPU time, as mp.compute_pet_name() does."""
+    done_at = time.process_time() + seconds
+    while time.process_time() < done_at:
+        sum(number * number for number in range(10_000))
 
 
-def children_signals(pet_name, output, delay):
-    """Answer with the signals that a child of this lookup starts with ignored or blocked."""
-    status = subprocess.run(
-        ["cat", "/proc/self/status"], capture_output=True, text=True, check=True
-    ).stdout
-    fields = dict(line.split(":\t") for line in status.splitlines() if ":\t" in line)
-    output.put((int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)))
+def main(how, method, delay):
+    """Run one of the command lines in the docstring above."""
+    context = multiprocessing.get_context(None if method == "default" else method)
+    if how == "stamped":
+        stamps = mp.find_pet_names(pet_maps, delay, context.get_start_method(), stamped)
+        print(json.dumps(stamps))
+        return
+    target = time.sleep if how == "sleep" else burn
+    processes = [context.Process(target=target, args=(delay,)) for _ in pet_maps]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
 
 
-def process_group(pet_name, output, delay):
-    """Answer with this worker's process group and its parent's."""
-    output.put((os.getpgid(0), os.getpgid(multiprocessing.parent_process().pid)))
-
-
-def put_then_ctrl_c(pet_name, output, delay):
-    """Put the result, wait until it is in the pipe, then press Ctrl-C in the parent."""
-    output.put(f"pet name: {pet_name}")
-    output.queue.close()
-    output.queue.join_thread()  # the queue's feeder thread has written it all
-    os.kill(multiprocessing.parent_process().pid, signal.SIGINT)
-    time.sleep(60)
-
-
-def child_then_exit(pet_name, output, delay):
-    """Leave a `sleep` that inherits every inheritable file, then exit without a result."""
-    subprocess.Popen(["sleep", pet_name], close_fds=False)
-    os._exit(0)
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
