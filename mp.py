@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import math
 import multiprocessing
-import os
 import queue
 import signal
 import sys
@@ -69,9 +68,11 @@ def find_pet_names(
                 results[person] = result
             overdue = timeout is not None and time.monotonic() - started > timeout
             for person, process in processes.items():
+                if person in results:
+                    continue
                 # Ended, with nothing left to read: its result is not coming.
                 ended = not process.is_alive() and output.empty()
-                if person not in results and (ended or overdue):
+                if ended or overdue:
                     why = f"exit code {process.exitcode}" if ended else "timed out"
                     raise PetLookupError(f"no result for {person!r} ({why})")
         for process in processes.values():
@@ -127,10 +128,9 @@ def print_line(text: str) -> bool:
         # One write: print() writes the "\n" on its own, and when stdout is
         # unbuffered, ten workers' lines could run together.
         sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        sys.stdout.flush()  # here, so that a reader who has gone is noticed here
         return True
     except BrokenPipeError:  # `| head -3`: go quiet, as the Python docs show
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return False
 
 

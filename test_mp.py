@@ -39,6 +39,8 @@ METHODS = multiprocessing.get_all_start_methods()
 # Each interpreter's own: fork on Linux up to 3.13, forkserver from 3.14.
 DEFAULT = "forkserver" if sys.version_info >= (3, 14) else "fork"
 DELAY = mp.DELAY
+# python3 mp.py as it is, and with each other start method.
+RUNS = ["default", *[method for method in METHODS if method != DEFAULT]]
 NAMES = sorted(f"pet name: {entry['pet_name']}" for entry in pet_maps.values())
 THREE = {person: pet_maps[person] for person in ("adam", "steve", "michelle")}
 TIMING = os.environ.get("MP_TEST_TIMING", "on") != "off"
@@ -175,13 +177,13 @@ def workers(pid):
     return {member: how for member, how in found.items() if how}
 
 
-def wait_for_workers(run):
-    """Wait until the run's ten workers have started and its handlers are back."""
+def wait_for_workers(run, people=10):
+    """Wait until the run's workers have all started and its handlers are back."""
     while True:
         assert not run.ended(), run.output()
         status = Path(f"/proc/{run.pid}/status").read_text()
         caught = int(re.search(r"SigCgt:\s*(\w+)", status)[1], 16)
-        if caught >> signal.SIGINT - 1 & 1 and len(workers(run.pid)) == len(pet_maps):
+        if caught >> signal.SIGINT - 1 & 1 and len(workers(run.pid)) == people:
             return set(workers(run.pid).values())
         time.sleep(0.01)
 
@@ -242,14 +244,14 @@ def post_runs(tmp_path_factory):
     (folder / "program.py").write_text(PROGRAM)
     runs = {("readme", None): [folder / "program.py"]}
     runs["stamped", None] = [".ci/lookups.py", "stamped", "default", DELAY]
-    for method in ["default", *METHODS]:
+    for method in RUNS:
         option = [f"--start-method={method}"] if method in METHODS else []
         runs["kit", method] = ["mp.py", *option]
         runs["baseline", method] = [".ci/lookups.py", "sleep", method, DELAY]
     return dict(zip(runs, run_all(runs.values())))
 
 
-@pytest.mark.parametrize("method", ["default", *METHODS])
+@pytest.mark.parametrize("method", RUNS)
 def test_all_ten_names_come_back_once_each(post_runs, method):
     run = post_runs["kit", method]
     assert (run.status, run.err) == (0, "")
@@ -269,7 +271,7 @@ def test_the_ten_lookups_overlap_each_waiting_the_delay(post_runs):
 
 
 @pytest.mark.skipif(not TIMING, reason="MP_TEST_TIMING=off")
-@pytest.mark.parametrize("method", ["default", *METHODS])
+@pytest.mark.parametrize("method", RUNS)
 def test_the_run_takes_about_one_delay(post_runs, method, report):
     kit, plain = post_runs["kit", method].seconds, post_runs["baseline", method].seconds
     line = f"sleep, {method}: python3 mp.py took {kit:.2f} s for ten lookups of "
@@ -314,23 +316,6 @@ def test_a_lookup_that_fails_is_named(how, method):
     assert multiprocessing.active_children() == []
 
 
-def test_a_killed_worker_ends_the_run_naming_its_person():
-    run = Run("mp.py", "--delay", "5")
-    wait_for_workers(run)
-    os.kill(next(iter(workers(run.pid))), signal.SIGKILL)
-    assert (run.wait().status, run.out) == (1, "")
-    error = r"mp\.py: error: no result for '(\w+)' \(exit code -9\)\n"
-    assert re.fullmatch(error, run.err)[1] in pet_maps
-    wait_until_gone(run.pid)
-
-
-def test_timeout_ends_the_run_naming_the_person():
-    (run,) = run_all([["mp.py", "--delay", 5, "--timeout", 0.3]])
-    assert (run.status, run.out) == (1, "")
-    assert run.err == "mp.py: error: no result for 'adam' (timed out)\n"
-    assert run.seconds < 5  # the lookups were stopped, not waited for
-
-
 def test_timeout_stops_stuck_lookups_sigterm_first_whatever_else_arrives(tmp_path):
     # adam's lookup notes the SIGTERM it gets; steve's ignores it, and will's
     # puts one result after another, for 3 s.
@@ -351,18 +336,41 @@ STOPS += [("SIGHUP", os.killpg, 129)]
 
 
 @pytest.mark.timeout(30)
-def test_stop_signals_end_the_run_and_leave_nothing_running():
-    runs = [
-        (Run("mp.py", "--delay=5", f"--start-method={method}"), method, stop)
-        for method in METHODS
+def test_a_run_ended_early_says_why_in_one_line_and_leaves_nothing_running(tmp_path):
+    # Side by side: a SIGHUP under nohup, which the run outlives; a worker killed;
+    # --timeout; and each stop signal under each start method. Three people
+    # each, so that twelve runs start quickly.
+    shutil.copy(KIT / "mp.py", tmp_path)
+    (tmp_path / "pets.py").write_text(f"pet_maps = {THREE}\n")
+    nohup = Run("mp.py", "--delay=0.5", cwd=tmp_path, ignored=[signal.SIGHUP])
+    killed = Run("mp.py", "--delay=5", cwd=tmp_path)
+    timed_out = Run("mp.py", "--delay=5", "--timeout=0.3", cwd=tmp_path)
+    stopped = [
+        (Run("mp.py", "--delay=5", f"--start-method={m}", cwd=tmp_path), m, stop)
+        for m in METHODS
         for stop in STOPS
     ]
-    for run, method, (name, send, _) in runs:
-        assert wait_for_workers(run) == {method}
+    wait_for_workers(nohup, len(THREE))
+    os.killpg(nohup.pid, signal.SIGHUP)
+    wait_for_workers(killed, len(THREE))
+    os.kill(next(iter(workers(killed.pid))), signal.SIGKILL)
+    for run, method, (name, send, _) in stopped:
+        assert wait_for_workers(run, len(THREE)) == {method}
         send(run.pid, getattr(signal, name))
-    for run, _, (name, _, status) in runs:
-        stopped = f"mp.py: stopped by {name}\n"
-        assert (run.wait().status, run.out, run.err) == (status, "", stopped)
+    assert (killed.wait().status, killed.out) == (1, "")
+    error = r"mp\.py: error: no result for '(\w+)' \(exit code -9\)\n"
+    assert re.fullmatch(error, killed.err)[1] in THREE
+    assert (timed_out.wait().status, timed_out.out) == (1, "")
+    assert timed_out.err == "mp.py: error: no result for 'adam' (timed out)\n"
+    assert timed_out.seconds < 5  # its lookups were stopped, not waited for
+    for run, _, (name, _, status) in stopped:
+        why = f"mp.py: stopped by {name}\n"
+        assert (run.wait().status, run.out, run.err) == (status, "", why)
+    assert (nohup.wait().status, nohup.err) == (0, "")
+    check_post_lines(
+        nohup.out, ["pet name: max", "pet name: sylvester", "pet name: fuzzy"]
+    )
+    for run in (killed, timed_out, nohup, *(run for run, *_ in stopped)):
         wait_until_gone(run.pid)
 
 
@@ -394,29 +402,24 @@ def test_sigterm_waits_while_workers_start_and_a_stop_signal_says_so(capsys):
     assert capsys.readouterr().err == "mp.py: stopped by SIGTERM\n"
 
 
-def test_nohup_keeps_the_run_going():
-    run = Run("mp.py", "--delay", "0.3", ignored=[signal.SIGHUP])  # as nohup does
-    wait_for_workers(run)
-    os.killpg(run.pid, signal.SIGHUP)
-    assert (run.wait().status, run.err) == (0, "")
-    check_post_lines(run.out)
-
-
-@pytest.mark.parametrize("unbuffered", ["", "1"])
-def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path, unbuffered):
-    env = {"PYTHONUNBUFFERED": unbuffered}
-    with open(tmp_path / "out", "w") as file:
-        to_file = Run("mp.py", "--delay", "0.1", env=env, stdout=file)
-    to_pipe = Run("mp.py", "--delay", "0.1", env=env, stdout=subprocess.PIPE)
-    stdout = to_pipe.process.communicate()[0]
-    for run in (to_file.wait(), to_pipe.wait()):
-        assert (run.status, run.err) == (0, "")
+def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
+    runs = []
+    for number, env in enumerate(({}, {"PYTHONUNBUFFERED": "1"})):
+        with open(tmp_path / f"out{number}", "w") as file:
+            runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=file))
+        runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE))
+    for run in runs[1::2]:
+        check_post_lines(run.process.communicate()[0])
+    for run in runs:
+        assert (run.wait().status, run.err) == (0, "")
         assert run.seconds < DELAY  # --delay, not the default 2 s
-    check_post_lines(stdout)
-    check_post_lines((tmp_path / "out").read_text())
-    with mock.patch("sys.stdout") as stdout:  # and each line is one write
+    for number in (0, 1):
+        check_post_lines((tmp_path / f"out{number}").read_text())
+    with mock.patch("sys.stdout") as stdout:  # and each line is one write,
         assert mp.print_line("adding to queue")
-    assert stdout.write.call_args_list == [mock.call("adding to queue\n")]
+        stdout.flush.side_effect = BrokenPipeError  # flushed while a reader that
+        assert not mp.print_line("adding to queue")  # has gone can be noticed
+    assert stdout.write.call_args_list == [mock.call("adding to queue\n")] * 2
 
 
 def test_a_reader_that_leaves_ends_the_run_quietly():
@@ -509,15 +512,15 @@ def test_cpu_work_speeds_up_with_the_cores(report):
     kit, plain = run_all([kit, [".ci/lookups.py", "cpu", "default", 0.05]])
     assert (kit.status, plain.status) == (0, 0)
     check_post_lines(kit.out)
-    cores, plain_cores = work / kit.seconds, work / plain.seconds
-    line = f"cpu: ten lookups of 0.05 s of CPU kept {cores:.1f} cores busy for "
-    line += f"{kit.seconds:.2f} s; ten plain processes beside them, {plain_cores:.1f}"
+    cores = work / float(plain.out)  # what the plain processes had, start-up apart
+    line = f"cpu: ten lookups of 0.05 s of CPU took {kit.seconds:.2f} s; ten plain "
+    line += f"processes beside them, {plain.seconds:.2f} s, {cores:.1f} cores busy"
     report.append(line)
-    if cores + plain_cores < 1.4:
+    if cores < 0.6:  # beside the kit, with a second core free, they get about one
         report.append(f"  not judged: no second core to be had ({os.getloadavg()})")
         pytest.skip(f"the machine is too busy to judge: {line}")
-    # As parallel as plain processes: one at a time, or threads, get far less.
-    assert cores > 0.75 * plain_cores, line
+    # As parallel as plain processes: one at a time, or threads, take far longer.
+    assert kit.seconds < plain.seconds / 0.75, line
 
 
 # The README: its program, its diff against the post, its demos
@@ -557,9 +560,7 @@ def readme_variants():
     each fix in turn: {name: (source, stdout, stderr, status)}, the outputs as
     {text: how many times}, the status None where the run should be stuck."""
     guard = "if __name__ == '__main__':\n"
-    spawn = PROGRAM.replace(
-        guard, f"{guard}    multiprocessing.set_start_method('spawn')\n"
-    )
+    spawn = PROGRAM.replace(guard, f"{guard}    mp.set_start_method('spawn')\n")
     dies = apply_change(PROGRAM, readme_block("pitfall 2").split("...\n")[0])
     unfixed = {
         n: apply_change(PROGRAM, readme_block(f"pitfall {n}")) for n in (1, 2, 3)

@@ -7,7 +7,8 @@ Each lookup takes mp.py's arguments, lookup(data, output, delay), with data
 person's lookup misbehaves while the others run as usual.
 
     python3 .ci/lookups.py stamped METHOD DELAY      the ten lookups' times, as JSON
-    python3 .ci/lookups.py sleep|cpu METHOD DELAY    ten plain processes, no queue
+    python3 .ci/lookups.py sleep|cpu METHOD DELAY    ten plain processes, no queue;
+                                                     prints the seconds they took
 """
 
 import json
@@ -87,10 +88,12 @@ def main(how, method, delay):
         return
     target = time.sleep if how == "sleep" else burn
     processes = [context.Process(target=target, args=(delay,)) for _ in pet_maps]
+    started = time.monotonic()
     for process in processes:
         process.start()
     for process in processes:
         process.join()
+    print(time.monotonic() - started)  # the seconds the ten took, start-up apart
 
 
 if __name__ == "__main__":
