@@ -9,12 +9,14 @@ person's lookup misbehaves while the others run as usual.
     python3 .ci/lookups.py stamped METHOD DELAY      the ten lookups' times, as JSON
     python3 .ci/lookups.py sleep|cpu METHOD DELAY    ten plain processes, no queue;
                                                      prints the seconds they took
+    python3 .ci/lookups.py timed COMMAND...          COMMAND, timed from start to end
 """
 
 import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,4 +99,9 @@ def main(how, method, delay):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "timed":  # timed COMMAND...: its status, and its seconds
+        started = time.monotonic()  # on the last line of stderr
+        status = subprocess.call(sys.argv[2:])
+        print(time.monotonic() - started, file=sys.stderr)
+        sys.exit(status)
     main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
