@@ -559,7 +559,7 @@ def test_the_run_takes_about_one_delay(post_runs, method, report):
     line += f"{DELAY:g} s; ten plain sleeping processes beside it, {plain:.2f} s"
     report.append(line)
     assert kit >= DELAY
-    if plain >= 2 * DELAY:
+    if plain >= 2.5 * DELAY:
         report.append(f"  not judged: the machine is too busy ({os.getloadavg()})")
         pytest.skip(f"the machine is too busy to judge: {line}")
     # Against the baseline, so that load slows both: a run in two batches of
