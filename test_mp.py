@@ -343,7 +343,7 @@ def test_sigterm_waits_while_workers_start_and_a_stop_signal_says_so(capsys):
 
 def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
     runs = []
-    for number, env in enumerate(({}, {"PYTHONUNBUFFERED": "1"})):
+    for number, env in enumerate(({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"})):
         with open(tmp_path / f"out{number}", "w") as file:
             runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=file))
         runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE))
@@ -364,7 +364,7 @@ def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
 def test_a_reader_that_leaves_ends_the_run_quietly():
     runs = [
         (Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE), lines)
-        for env in ({}, {"PYTHONUNBUFFERED": "1"})
+        for env in ({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"})
         for lines in (0, 3)  # `| head -3`; and leaving before the first line
     ]
     for run, lines_read in runs:
