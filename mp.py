@@ -1,8 +1,7 @@
 """Look up ten people's pet names at once: one process per person, one Queue.
 
 The 2019 post "Parallel Processing with Python and Multiprocessing using Queue",
-made safe to copy. Each lookup sleeps 2 seconds, standing in for slow work, so
-the ten lookups take about 2 seconds together instead of 20.
+made safe to copy: ten lookups of 2 s each take about 2 s together, not 20.
 
     worker processes, one per person                     the parent process
     get_pet_name(): output.put() -> feeder thread --+
@@ -14,6 +13,7 @@ import argparse
 import contextlib
 import math
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -125,12 +125,12 @@ def stop_signals_held():
 def print_line(text: str) -> bool:
     """Print text and a newline in one write; False if the reader has gone."""
     try:
-        # One write: print() writes the "\n" on its own, and when stdout is
-        # unbuffered, ten workers' lines could run together.
+        # print() writes "\n" apart: unbuffered, ten workers' lines would run together
         sys.stdout.write(text + "\n")
         sys.stdout.flush()  # here, so that a reader who has gone is noticed here
         return True
-    except BrokenPipeError:  # `| head -3`: go quiet, as the Python docs show
+    except BrokenPipeError:  # `| head -3`: go quiet, as the Python docs show;
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # at exit too
         return False
 
 

@@ -154,6 +154,11 @@ MUTATIONS = [
         "except ZeroDivisionError:",
     ),
     (
+        "stdout left on the broken pipe, for Python to flush at exit",
+        "os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())",
+        "pass",
+    ),
+    (
         "status 0 when the reader has gone",
         "    return 1  # the reader has gone",
         "    return 0  # the reader has gone",
