@@ -146,7 +146,11 @@ MUTATIONS = [
         'sys.stdout.write(text + "\\n")',
         "print(text)",
     ),
-    ("lines not flushed as they are written", "        sys.stdout.flush()\n", ""),
+    (
+        "lines not flushed as they are written",
+        "        sys.stdout.flush()  # here, so that a reader who has gone is noticed here\n",
+        "",
+    ),
     # Fix 6: a reader that leaves
     (
         "BrokenPipeError not caught",
@@ -295,6 +299,11 @@ def run_suite(
     return done.returncode == 0, failed, last
 
 
+def collects(folder: Path) -> bool:
+    """Whether the suite in `folder` can be collected."""
+    return run_suite(folder, ["--collect-only"])[0]
+
+
 def copy_kit(folder: Path, files: list[str], source: str) -> Path:
     """The kit's tracked files in `folder`, with `source` as its mp.py."""
     for file in files:
@@ -346,7 +355,7 @@ def main() -> int:
                 fate, where = "SURVIVED", survived
             elif failed and run_suite(pristine, failed)[0]:
                 fate, where = "killed  ", killed
-            elif "error" in last and run_suite(pristine, ["--collect-only"])[0]:
+            elif not failed and "did not finish" not in last and collects(pristine):
                 # The mutant's suite cannot even be collected; the unmutated one can.
                 fate, where = "killed  ", killed
             else:  # nothing to rerun (the suite hung), or the test fails unmutated too
