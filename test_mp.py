@@ -371,8 +371,10 @@ def test_a_reader_that_leaves_ends_the_run_quietly():
         for _ in range(lines_read):
             assert run.process.stdout.readline() == "adding to queue\n"
         run.process.stdout.close()
-    for run, _ in runs:
-        assert (run.wait().status, run.err) == (1, "")  # 1, as in the docs' note
+    for run, lines_read in runs:
+        # Status 1 once a write fails, as in the docs' note; after three lines the
+        # rest may all fit in the pipe before the reader leaves, and none fails.
+        assert run.wait().err == "" and run.status in ({0, 1} if lines_read else {1})
         wait_until_gone(run.pid)
 
 
