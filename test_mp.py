@@ -362,11 +362,17 @@ def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
 
 
 def test_a_reader_that_leaves_ends_the_run_quietly():
-    runs = [
-        (Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE), lines)
-        for env in ({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"})
-        for lines in (0, 3)  # `| head -3`; and leaving before the first line
-    ]
+    runs = []
+    for env in ({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"}):
+        for lines_read in (0, 3):  # leaving before the first line; and `| head -3`
+            runs.append(
+                (
+                    Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE),
+                    lines_read,
+                )
+            )
+            if not lines_read:
+                runs[-1][0].process.stdout.close()
     for run, lines_read in runs:
         for _ in range(lines_read):
             assert run.process.stdout.readline() == "adding to queue\n"
