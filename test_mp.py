@@ -48,7 +48,7 @@ LINUX = pytest.mark.skipif(sys.platform != "linux", reason="only Linux is tested
 pytestmark = [pytest.mark.timeout(20), LINUX]  # the tests read /proc
 
 
-# The suite's own set-up
+# The suite's own set-up, and helpers
 
 
 class Report(list):
@@ -76,9 +76,6 @@ def nothing_left_running():
         child.join()
     while Run.started:
         Run.started.pop().kill()
-
-
-# Helpers
 
 
 class Run:
@@ -362,22 +359,18 @@ def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
 
 
 def test_a_reader_that_leaves_ends_the_run_quietly():
-    runs = []
+    runs = {}
     for env in ({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"}):
         for lines_read in (0, 3):  # leaving before the first line; and `| head -3`
-            runs.append(
-                (
-                    Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE),
-                    lines_read,
-                )
-            )
+            run = Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE)
             if not lines_read:
-                runs[-1][0].process.stdout.close()
-    for run, lines_read in runs:
+                run.process.stdout.close()
+            runs[run] = lines_read
+    for run, lines_read in runs.items():
         for _ in range(lines_read):
             assert run.process.stdout.readline() == "adding to queue\n"
         run.process.stdout.close()
-    for run, lines_read in runs:
+    for run, lines_read in runs.items():
         # Status 1 once a write fails, as in the docs' note; after three lines the
         # rest may all fit in the pipe before the reader leaves, and none fails.
         assert run.wait().err == "" and run.status in ({0, 1} if lines_read else {1})
