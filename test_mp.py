@@ -171,13 +171,16 @@ def workers(pid):
     return {member: how for member, how in found.items() if how}
 
 
-def wait_for_workers(run, people=10):
-    """Wait until the run's workers have all started and its handlers are back."""
+def wait_for_workers(run, people=10, ignored=()):
+    """Wait until all the run's workers have started, and all its handlers are back."""
     while True:
         assert not run.ended(), run.output()
+        # Workers counted, then handlers back: the start is over, none mid-exec().
+        started = len(workers(run.pid)) == people
         status = Path(f"/proc/{run.pid}/status").read_text()
         caught = int(re.search(r"SigCgt:\s*(\w+)", status)[1], 16)
-        if caught >> signal.SIGINT - 1 & 1 and len(workers(run.pid)) == people:
+        back = [caught >> n - 1 & 1 for n in mp.STOP_SIGNALS if n not in ignored]
+        if started and all(back):
             return set(workers(run.pid).values())
         time.sleep(0.01)
 
@@ -288,7 +291,7 @@ def test_a_run_ended_early_says_why_in_one_line_and_leaves_nothing_running(tmp_p
         for m in METHODS
         for stop in STOPS
     ]
-    wait_for_workers(nohup, len(THREE))
+    wait_for_workers(nohup, len(THREE), ignored=[signal.SIGHUP])
     os.killpg(nohup.pid, signal.SIGHUP)
     wait_for_workers(killed, len(THREE))
     os.kill(next(iter(workers(killed.pid))), signal.SIGKILL)
@@ -489,8 +492,7 @@ def test_the_readme_program_and_its_pitfall_demos(tmp_path):
     runs, variants = {}, readme_variants()
     for number, (source, *_) in enumerate(variants.values()):
         (tmp_path / f"post{number}.py").write_text(source.replace("(2)", "(0.2)"))
-        # Unbuffered, the lines come out as they are printed, as in a terminal.
-        env = {"PYTHONUNBUFFERED": "1"}
+        env = {"PYTHONUNBUFFERED": "1"}  # lines come out as printed, as in a terminal
         runs[number] = Run(f"post{number}.py", cwd=tmp_path, env=env)
     for number, (_, *wanted, _) in enumerate(variants.values()):
         while not runs[number].ended():
