@@ -2,15 +2,9 @@
 
 The 2019 post "Parallel Processing with Python and Multiprocessing using Queue",
 made safe to copy: ten lookups of 2 s each take about 2 s together, not 20.
-
-    worker processes, one per person                     the parent process
-    get_pet_name(): output.put() -> feeder thread --+
-    get_pet_name(): output.put() -> feeder thread --+--> one pipe --> output.get(),
-    ...                                             |    (~64 KB)     then join()
 """
 
 import argparse
-import contextlib
 import math
 import multiprocessing
 import os
@@ -29,7 +23,7 @@ if hasattr(signal, "SIGHUP"):
     STOP_SIGNALS.append(signal.SIGHUP)
 
 
-def get_pet_name(data: tuple, output: multiprocessing.Queue, delay=DELAY) -> None:
+def get_pet_name(data, output, delay=DELAY):
     """The post's lookup: wait, say so, and put (person, "pet name: ...")."""
     person, pet_name = data
     time.sleep(delay)
@@ -38,162 +32,137 @@ def get_pet_name(data: tuple, output: multiprocessing.Queue, delay=DELAY) -> Non
 
 
 def find_pet_names(
-    pet_maps: Mapping, delay=DELAY, start_method=None, lookup=get_pet_name, timeout=None
-) -> dict:
+    pet_maps, delay=DELAY, lookup=get_pet_name, timeout=None, on_failure=None
+):
     """Look up every pet name, one process per person: {person: result}.
 
-    lookup(data, output, delay) puts (person, result). PetLookupError names
-    the person whose entry has no "pet_name" string (before anything starts),
-    whose lookup ended without its result, or ran past `timeout` seconds.
-    No worker is left running. Call it from the main thread: it sets signals.
+    lookup(data, output, delay) puts (person, result); data is (person, pet
+    name). on_failure(person, exception) is called as each lookup raises, ends
+    without a result, or runs `timeout` seconds past the start. If any did,
+    PetLookupError carries each failure and the results that came back.
     """
-    check_input(pet_maps, delay)
-    context = multiprocessing.get_context(start_method)
-    processes, results = {}, {}
+    # Made here, not on import: spawn and forkserver workers import this module.
+    output = multiprocessing.Queue()
+    processes = {}
+    for person, entry in pet_maps.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):
+            raise TypeError(f"pet_maps[{person!r}] has no 'pet_name' string: {entry!r}")
+        args = (lookup, (person, entry["pet_name"]), output, delay)
+        processes[person] = multiprocessing.Process(target=worker, args=args)
+    results, failures, waiting = {}, {}, dict(processes)
     try:
-        with stop_signals_held():
-            # Made here, not on import: spawn and forkserver workers import mp.py.
-            output = context.Queue()
-            for person, entry in pet_maps.items():
-                args = (lookup, (person, entry["pet_name"]), output, delay)
-                processes[person] = context.Process(target=worker, args=args)
-            for process in processes.values():
-                process.start()
-        started = time.monotonic()
-        # Read every result before joining: a worker cannot end while what it
-        # put waits for room in the pipe.
-        while len(results) < len(processes):
-            with contextlib.suppress(queue.Empty):  # bounded: see who has ended
-                person, result = output.get(timeout=0.1)
-                results[person] = result
-            overdue = timeout is not None and time.monotonic() - started > timeout
-            for person, process in processes.items():
-                if person in results:
-                    continue
-                # Ended, with nothing left to read: its result is not coming.
-                ended = not process.is_alive() and output.empty()
-                if ended or overdue:
-                    why = f"exit code {process.exitcode}" if ended else "timed out"
-                    raise PetLookupError(f"no result for {person!r} ({why})")
         for process in processes.values():
-            process.join()
+            process.start()
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        # Read every result before any join: a worker can't end until its result is out
+        while waiting:
+            answers = []
+            try:  # a time limit, so that the checks below run when nothing comes
+                answers.append(output.get(timeout=0.1))
+            except queue.Empty:
+                pass
+            for person, process in waiting.items():
+                # Ended, with nothing left to read: its result is not coming.
+                if not process.is_alive() and output.empty():
+                    code = process.exitcode
+                    answers.append((person, ChildProcessError(f"exit code {code}")))
+                elif time.monotonic() >= deadline:
+                    answers.append((person, TimeoutError(f"after {timeout:g} s")))
+            for person, answer in answers:
+                if waiting.pop(person, None) is None:  # only its first word counts
+                    continue
+                if isinstance(answer, Exception):
+                    failures[person] = answer
+                    if on_failure is not None:
+                        on_failure(person, answer)
+                else:
+                    results[person] = answer
     finally:
-        stop(processes.values())
+        stop(processes.values())  # the post's join(), ending any still running
+    if failures:
+        raise PetLookupError(failures, results)
     return results
 
 
 class PetLookupError(Exception):
-    """A pet name could not be looked up; the message names the person."""
+    """Lookups failed: .failures is {person: exception}, .results the others."""
+
+    def __init__(self, failures, results):
+        super().__init__(f"no pet name for {', '.join(map(str, failures))}")
+        self.failures, self.results = failures, results
 
 
-def compute_pet_name(data: tuple, output: multiprocessing.Queue, delay=DELAY) -> None:
-    """get_pet_name(), computing for `delay` seconds of CPU time (--work cpu)."""
-    done_at = time.process_time() + delay  # CPU time: a busy machine takes longer
-    while time.process_time() < done_at:
-        sum(number * number for number in range(10_000))
-    get_pet_name(data, output, delay=0)
-
-
-def worker(lookup, data: tuple, output: multiprocessing.Queue, delay: float) -> None:
-    """What each worker process runs: the lookup, ending at once on terminate()."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler fork copied
-    lookup(data, output, delay)
-
-
-@contextlib.contextmanager
-def stop_signals_held():
-    """Hold the stop signals while multiprocessing starts its processes.
-
-    They inherit an ignored Ctrl-C and SIGHUP, so none dies of one with a
-    traceback: the parent stops them all. A SIGTERM waits until the workers
-    have started; a Ctrl-C or SIGHUP in that moment is lost.
-    """
-    handlers = {
-        number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS
-    }
-    waiting = []
-    signal.signal(signal.SIGTERM, lambda number, frame: waiting.append(number))
+def worker(lookup, data, output, delay):
+    """Each worker process: the lookup, its exception sent back, not printed."""
+    for number in STOP_SIGNALS:  # Ctrl-C and a hang-up are the parent's to act on,
+        signal.signal(number, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and terminate() ends a worker
     try:
-        yield
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-        if waiting:
-            signal.raise_signal(signal.SIGTERM)
+        lookup(data, output, delay)
+    except Exception as error:  # noqa: BLE001  (to the parent, as ProcessPoolExecutor)
+        output.put((data[0], error))
 
 
-def print_line(text: str) -> bool:
-    """Print text and a newline in one write; False if the reader has gone."""
+def stop(processes):
+    """Join every worker: terminate() those still running, kill() a second on."""
+    started = [process for process in processes if process.pid is not None]
     try:
-        # print() writes "\n" apart: unbuffered, ten workers' lines would run together
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()  # here, so that a reader who has gone is noticed here
-        return True
-    except BrokenPipeError:  # `| head -3`: go quiet, as the Python docs show;
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # at exit too
-        return False
-
-
-def check_input(pet_maps: Mapping, delay: float) -> None:
-    """Refuse bad input before any process starts, naming what is wrong."""
-    seconds(delay)
-    for person, entry in pet_maps.items():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):
-            message = f"pet_maps[{person!r}] has no 'pet_name' string: {entry!r}"
-            raise PetLookupError(message)
-
-
-def seconds(value) -> float:
-    """A delay or a time limit: a number of seconds, 0 or more."""
-    if not 0 <= float(value) < math.inf:
-        raise ValueError(f"not a number of seconds, 0 or more: {value!r}")
-    return float(value)
-
-
-def stop(processes) -> None:
-    """End each worker still running: terminate(), then kill() after a second."""
-    running = [process for process in processes if process.is_alive()]
-    for process in running:
-        process.terminate()
-    deadline = time.monotonic() + 1
-    for process in running:
-        process.join(max(deadline - time.monotonic(), 0))
-        if process.is_alive():  # it ignores SIGTERM
+        for process in started:
+            process.terminate()
+        deadline = time.monotonic() + 1  # one second for them all, not one each
+        for process in started:
+            process.join(max(deadline - time.monotonic(), 0))
+    finally:  # also when a second Ctrl-C cuts the wait short
+        for process in started:
             process.kill()
             process.join()
 
 
-def stop_run(number: int, frame) -> None:
-    """End the run on a stop signal: one line, and status 128 + its number."""
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, signal.SIG_IGN)  # so the clean-up can finish
-    print(f"mp.py: stopped by {signal.Signals(number).name}", file=sys.stderr)
-    raise SystemExit(128 + number)  # find_pet_names() stops the workers
+def print_line(text, file=None):
+    """Print text and its newline in one write; quietly, if the reader has gone."""
+    try:  # print() writes "\n" apart: unbuffered, workers' lines would run together
+        print(text + "\n", end="", file=file, flush=True)
+    except BrokenPipeError:  # `| head -3`: go quiet, as the Python docs show
+        os.dup2(os.open(os.devnull, os.O_WRONLY), (file or sys.stdout).fileno())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: the post's run and lines; returns the exit status."""
+def main(argv=None):
     parser = argparse.ArgumentParser("mp.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--delay", type=seconds, default=DELAY, help="default: 2")
+    parser.add_argument("--delay", type=float, default=DELAY, help="default: 2")
+    parser.add_argument("--timeout", type=float, help="default: none")
     methods = multiprocessing.get_all_start_methods()
     parser.add_argument("--start-method", choices=methods, help="default: Python's")
-    parser.add_argument("--work", choices=["sleep", "cpu"], default="sleep")
-    parser.add_argument("--timeout", type=seconds, help="default: none")
     args = parser.parse_args(argv)
-    lookup = compute_pet_name if args.work == "cpu" else get_pet_name
+    if not 0 <= args.delay < math.inf or not 0 <= (args.timeout or 0) < math.inf:
+        parser.error("--delay and --timeout take a number of seconds, 0 or more")
+    multiprocessing.set_start_method(args.start_method, force=True)  # None: default
+    parent = os.getpid()
+
+    def stop_run(number, frame):
+        if os.getpid() == parent:  # not a worker, which fork gave this handler too
+            name = signal.Signals(number).name
+            os.write(2, f"mp.py: stopped by {name}\n".encode())  # print() may not
+            if name == "SIGHUP":  # the terminal is gone, multiprocessing's helpers too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            raise SystemExit(128 + number)  # find_pet_names() stops the workers
+
     for number in STOP_SIGNALS:
-        # SIGTERM and SIGHUP stop the run as Ctrl-C does; `nohup` still works.
-        if signal.getsignal(number) is not signal.SIG_IGN:
+        if signal.getsignal(number) is not signal.SIG_IGN:  # kept, as `nohup` asks
             signal.signal(number, stop_run)
+
+    def warn(person, error):
+        print_line(f"mp.py: {person}: {type(error).__name__}: {error}", sys.stderr)
+
     try:
-        results = find_pet_names(
-            pet_maps, args.delay, args.start_method, lookup, args.timeout
-        )
-    except PetLookupError as error:
+        results = find_pet_names(pet_maps, args.delay, get_pet_name, args.timeout, warn)
+        status = 0
+    except TypeError as error:  # a malformed entry in pets.py
         parser.exit(1, f"mp.py: error: {error}\n")
-    if print_line("consuming from queue:") and print_line(str(list(results.values()))):
-        return 0
-    return 1  # the reader has gone: 1, as in the Python docs' note on SIGPIPE
+    except PetLookupError as error:
+        results, status = error.results, 1
+    print_line("consuming from queue:")  # the post's last lines
+    print_line(str(list(results.values())))
+    return status
 
 
 if __name__ == "__main__":

@@ -1,600 +1,863 @@
-"""Tests for mp.py: all ten pet names come back, once each, in about one delay.
+"""Tests for mp.py and the README's programs: one test per promise the kit makes.
 
-The rest check each fix to the post, and the README's programs and demos. A bug
-here usually shows up as a hang, so every test has a time limit, and every
-command a test starts runs in a session of its own, killed whole at the end.
-Timing checks compare the kit with plain processes timed beside it, so that a
-busy machine slows both, or skip and say why; MP_TEST_TIMING=off skips them.
+Most tests run `python3 mp.py` in a copy of the kit whose pets.py holds
+Scripted pet names (.ci/lookups.py). Each lookup rings a Switchboard in the
+test as it begins, acts on cue, and keeps its connection open until its
+process ends. So a test orders events instead of waiting for them ("steve's
+failure is named while adam's lookup is still held"), and sees that nothing
+is left running without looking for processes. The one timing check compares
+`python3 mp.py` with ten plain processes timed alone beside it, or skips.
 """
 
 import ast
 import contextlib
 import difflib
-import json
 import multiprocessing
-import multiprocessing.process
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
-from unittest import mock
+from xml.etree import ElementTree
 
 import pytest
-import pytest_timeout  # noqa: F401  (the time limits below need it)
 
 import mp
 from pets import pet_maps
 
 KIT = Path(__file__).resolve().parent
-sys.path.insert(0, str(KIT / ".ci"))  # the test lookups, which workers import
+sys.path.insert(0, str(KIT / ".ci"))  # where workers, too, find the test lookups
 import lookups
 
+NAMES = {person: entry["pet_name"] for person, entry in pet_maps.items()}
 METHODS = multiprocessing.get_all_start_methods()
-# Each interpreter's own: fork on Linux up to 3.13, forkserver from 3.14.
-DEFAULT = "forkserver" if sys.version_info >= (3, 14) else "fork"
-DELAY = mp.DELAY
-# python3 mp.py as it is, and with each other start method.
-RUNS = ["default", *[method for method in METHODS if method != DEFAULT]]
-THREE = {person: pet_maps[person] for person in ("adam", "steve", "michelle")}
-TIMING = os.environ.get("MP_TEST_TIMING", "on") != "off"
-
-LINUX = pytest.mark.skipif(sys.platform != "linux", reason="only Linux is tested")
-pytestmark = [pytest.mark.timeout(20), LINUX]  # the tests read /proc
+POSIX = os.name == "posix"
+posix_only = pytest.mark.skipif(not POSIX, reason="needs POSIX signals to a group")
+pytestmark = pytest.mark.timeout(60)
 
 
-# The suite's own set-up, and helpers
-
-
-class Report(list):
-    """Lines that the timed tests measured, printed at the end of the run."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        terminalreporter.section("speedups measured by the timed tests")
-        for line in self:
-            terminalreporter.write_line(line)
-
-
-@pytest.fixture(scope="session")
-def report(pytestconfig):
-    """A Report, printed whether the tests pass or skip."""
-    pytestconfig.pluginmanager.register(lines := Report(), "mp-speedups")
-    return lines
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running():
-    """Whatever a test does, its workers and commands do not outlive it."""
-    yield
-    for child in multiprocessing.active_children():
-        child.kill()
-        child.join()
-    while Run.started:
-        Run.started.pop().kill()
-
-
-class Run:
-    """A command in a session of its own, its output in files, which cannot fill
-    up; wait() sets .status, .out, .err and .seconds from start to end."""
-
-    started = []  # noqa: RUF012  (the runs to kill whole when the test ends)
-
-    def __init__(self, *args, cwd=KIT, env=None, stdout=None, ignored=()):
-        self.files = [tempfile.mkstemp() for _ in "12"]
-        self.process = subprocess.Popen(
-            [sys.executable, *map(str, args)],
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=stdout or self.files[0][0],
-            stderr=self.files[1][0],
-            text=True,
-            start_new_session=True,
-            preexec_fn=lambda: as_in_a_terminal(ignored),  # noqa: PLW1509
-        )
-        for fd, _ in self.files:
-            os.close(fd)  # the command has its own copies
-        self.pid, self.began, self.seconds = self.process.pid, time.monotonic(), None
-        Run.started.append(self)
-
-    def output(self):
-        """What it has written so far: (stdout, stderr)."""
-        return tuple(Path(path).read_text() for _, path in self.files)
-
-    def ended(self):
-        """Whether it has ended; the first time it has, how long it took."""
-        if self.seconds is None and self.process.poll() is not None:
-            self.seconds = time.monotonic() - self.began
-        return self.seconds is not None
-
-    def wait(self):
-        """Wait for it to end; the test's time limit bounds the wait."""
-        while not self.ended():
-            time.sleep(0.005)
-        self.status, (self.out, self.err) = self.process.returncode, self.output()
-        return self
-
-    def timed(self):
-        """Under lookups.py's wrapper: the status, stdout, stderr and seconds."""
-        err, _, seconds = self.wait().err.rstrip("\n").rpartition("\n")
-        return self.status, self.out, err, float(seconds)
-
-    def kill(self):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait()
-        for _, path in self.files:
-            os.unlink(path)
-
-
-def as_in_a_terminal(ignored):
-    """The stop signals' default actions, as in a terminal, but `ignored`: mp.py
-    keeps any it starts with ignored (nohup's SIGHUP, a background job's Ctrl-C)."""
-    for number in mp.STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
-
-
-def run_all(commands, **keywords):
-    """Run commands side by side, and wait for all; time each as it ends."""
-    runs = [Run(*command, **keywords) for command in commands]
-    while False in [run.ended() for run in runs]:
-        time.sleep(0.005)
-    return [run.wait() for run in runs]
-
-
-def group(pid):
-    """The live processes of the session that `pid` leads: {pid: (ppid, command)}."""
-    members = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[2]) == pid:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                members[int(entry.name)] = (int(fields[1]), command.decode())
-    return members
-
-
-def workers(pid):
-    """The mp.py run `pid`'s workers, not its helpers: {pid: how it was started}."""
-    found = {}
-    for member, (parent, command) in group(pid).items():
-        if member == pid or "resource_tracker" in command:
-            continue
-        if "forkserver import main" in command:  # the fork server, or its child
-            found[member] = "forkserver" if parent != pid else None
-        else:
-            found[member] = "spawn" if "spawn_main" in command else "fork"
-    return {member: how for member, how in found.items() if how}
-
-
-def wait_for_workers(run, people=10, ignored=()):
-    """Wait until all the run's workers have started, and all its handlers are back."""
-    while True:
-        assert not run.ended(), run.output()
-        # Workers counted, then handlers back: the start is over, none mid-exec().
-        started = len(workers(run.pid)) == people
-        status = Path(f"/proc/{run.pid}/status").read_text()
-        caught = int(re.search(r"SigCgt:\s*(\w+)", status)[1], 16)
-        back = [caught >> n - 1 & 1 for n in mp.STOP_SIGNALS if n not in ignored]
-        if started and all(back):
-            return set(workers(run.pid).values())
-        time.sleep(0.01)
-
-
-def wait_until_gone(pid):
-    """Wait for a session's last process to end, then assert nothing is left."""
-    deadline = time.monotonic() + 10  # multiprocessing's helpers end after the parent
-    while group(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert group(pid) == {}, "processes left running"
-
-
-def check_post_lines(stdout, people=pet_maps):
-    """The post's lines: an 'adding to queue' per lookup, then every result once."""
-    names = [f"pet name: {entry['pet_name']}" for entry in people.values()]
-    lines = stdout.splitlines()
-    assert lines[: len(names)] == ["adding to queue"] * len(names)
-    assert lines[len(names)] == "consuming from queue:"
-    assert sorted(ast.literal_eval(lines[len(names) + 1])) == sorted(names)
-    assert len(lines) == len(names) + 2
+# Helpers: a copy of the kit, the commands run in it, and the README's blocks
 
 
 def readme_block(marker):
-    """The code block after `<!-- marker -->` in the README, unindented."""
-    block = rf"<!-- {marker} -->\n( *)```\w*\n(.*?)\n\1```"
-    found = re.search(block, (KIT / "README.md").read_text(), re.DOTALL)
-    assert found, f"README.md has no block after <!-- {marker} -->"
-    return "".join(line[len(found[1]) :] + "\n" for line in found[2].split("\n"))
+    """The fenced block that follows the README line `<!-- marker -->`."""
+    text = (KIT / "README.md").read_text(encoding="utf-8")
+    fenced = text.split(f"<!-- {marker} -->\n", 1)[1].split("```", 2)[1]
+    return fenced.split("\n", 1)[1]  # without the ```python line
 
 
-def apply_change(source, change):
-    """Apply a change block: hunks of context, - and + lines, split by '...'."""
-    for hunk in change.split("...\n"):
-        lines = hunk.splitlines(keepends=True)
-        removed = "".join(line[1:] for line in lines if line[0] in " -")
-        added = "".join(line[1:] for line in lines if line[0] in " +")
-        assert source.count(removed) == 1, f"the change does not fit:\n{removed}"
-        source = source.replace(removed, added)
-    return source
+class Lines:
+    """What a command writes to one stream, line by line, stamped as it comes."""
+
+    def __init__(self, stream):
+        self.lines, self.done = [], threading.Condition()
+        self.closed = False
+        threading.Thread(target=self.read, args=(stream,), daemon=True).start()
+
+    def read(self, stream):
+        for line in stream:
+            with self.done:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                self.done.notify_all()
+        with self.done:
+            self.closed = True
+            self.done.notify_all()
+
+    def text(self):
+        with self.done:
+            return [line for _, line in self.lines]
+
+    def first(self, pattern, limit=20):
+        """(when, line) for the first line that matches, once it has come."""
+
+        def found():
+            return [(at, line) for at, line in self.lines if re.search(pattern, line)]
+
+        with self.done:
+            assert self.done.wait_for(lambda: found() or self.closed, limit), pattern
+            assert found(), f"no line matches {pattern!r}: {self.text()}"
+            return found()[0]
 
 
-DIFF = readme_block("corrected diff")
-# The post is the diff's old side; the README's program is its new side.
-POST = "".join(line[1:] for line in DIFF.splitlines(True)[3:] if line[0] in " -")
-PROGRAM = "".join(line[1:] for line in DIFF.splitlines(True)[3:] if line[0] in " +")
+class Run:
+    """A command in a kit copy, in a session of its own, its output read as it comes."""
+
+    def __init__(self, folder, args, env=None, read_out=True):
+        own_group = {"start_new_session": True} if POSIX else {}
+        self.process = subprocess.Popen(
+            args,
+            cwd=folder,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            **own_group,
+        )
+        self.began = time.monotonic()
+        self.err = Lines(self.process.stderr)
+        self.out = Lines(self.process.stdout) if read_out else None
+
+    def wait(self):
+        """Wait for it to end (the test's time limit bounds the wait)."""
+        self.status = self.process.wait()
+        self.seconds = time.monotonic() - self.began
+        for lines in filter(None, (self.out, self.err)):
+            with lines.done:
+                lines.done.wait_for(lambda lines=lines: lines.closed)
+        return self
+
+    def signal(self, number, group=False):
+        """Send a signal to the command, or to its whole process group."""
+        if group:
+            os.killpg(self.process.pid, number)
+        else:
+            self.process.send_signal(number)
+
+    def kill(self):
+        with contextlib.suppress(OSError):
+            if POSIX:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.kill()
+        self.process.wait()
 
 
-# Every fix, one by one
+class Kit:
+    """A copy of the kit in a folder of its own, with a pets.py of Scripted names."""
+
+    def __init__(self, folder, board):
+        self.folder, self.board, self.runs = folder, board, []
+        for name in ("mp.py", ".ci/lookups.py"):
+            shutil.copy(KIT / name, folder)
+        programs = {"readme_program.py": "corrected program", "pool.py": "pool program"}
+        for name, marker in programs.items():
+            (folder / name).write_text(readme_block(marker), encoding="utf-8")
+        self.pets()
+
+    def pets(self, people=NAMES, **scripts):
+        """Write pets.py: each person's lookup follows scripts[person], or answers."""
+        source = lookups.pets_source(self.board, people, scripts)
+        (self.folder / "pets.py").write_text(source, encoding="utf-8")
+
+    def run(self, *args, env=None, read_out=True):
+        """python3 ARGS, in the copy."""
+        return self.command([sys.executable, *map(str, args)], env, read_out)
+
+    def sh(self, line):
+        """A POSIX shell line, in the copy, with "python3" meaning this Python."""
+        return self.command(
+            ["sh", "-c", line.replace("python3", f'"{sys.executable}"')]
+        )
+
+    def command(self, args, env=None, read_out=True):
+        run = Run(self.folder, args, env, read_out)
+        self.runs.append(run)
+        return run
+
+    def mp(self, *args, **options):
+        """python3 mp.py ARGS, with no delay unless ARGS give one."""
+        return self.run("mp.py", *(["--delay", "0"] * ("--delay" not in args)), *args)
+
+    def edit(self, program, old, new):
+        """Change `old` to `new` in a program of the copy, where it appears once."""
+        path = self.folder / program
+        text = path.read_text(encoding="utf-8")
+        assert text.count(old) == 1, f"{old!r} appears {text.count(old)} times"
+        path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_results_larger_than_the_pipe_come_back(method):
-    # Ten results of 1 MB each: joined before they are read, the run would hang.
-    results = mp.find_pet_names(pet_maps, 0, method, lookups.big)
-    assert sorted(results) == sorted(pet_maps)
-    for person, result in results.items():
-        assert len(result) == 1_000_000
-        assert result.startswith(pet_maps[person]["pet_name"])
+@pytest.fixture
+def board():
+    switchboard = lookups.Switchboard()
+    yield switchboard
+    switchboard.close()
 
 
-FAILURES = [(how, DEFAULT) for how in ("raise", "exit", "exit0", "kill", "return")]
-FAILURES += [("kill", method) for method in METHODS if method != DEFAULT]
-
-
-@pytest.mark.parametrize("how, method", FAILURES)
-def test_a_lookup_that_fails_is_named(how, method):
-    people = {**THREE, "steve": {"pet_name": how}}
-    started = time.monotonic()
-    with pytest.raises(mp.PetLookupError) as error:
-        mp.find_pet_names(people, 3, method, lookups.failing)
-    code = {"raise": 1, "exit": 3, "kill": -9}.get(how, 0)
-    assert str(error.value) == f"no result for 'steve' (exit code {code})"
-    # Before the others' 3 s were up: noticed at once, and they were stopped.
-    assert time.monotonic() - started < 3
-    assert multiprocessing.active_children() == []
-
-
-def test_timeout_stops_stuck_lookups_sigterm_first_whatever_else_arrives(tmp_path):
-    # adam's lookup notes the SIGTERM it gets; steve's ignores it, and will's
-    # puts one result after another, for 3 s.
-    people = {"adam": {"pet_name": str(tmp_path / "sigterm")}}
-    people |= {"steve": {"pet_name": "stubborn"}, "will": {"pet_name": "flood"}}
-    started = time.monotonic()
-    error = r"^no result for 'adam' \(timed out\)$"
-    with pytest.raises(mp.PetLookupError, match=error):
-        mp.find_pet_names(people, 3, None, lookups.failing, timeout=0.3)
-    assert time.monotonic() - started < 3  # before will's results stopped coming
-    assert (tmp_path / "sigterm").exists()
-    assert multiprocessing.active_children() == []  # steve's: SIGKILL, a second on
-
-
-# A terminal sends Ctrl-C and SIGHUP to every process of the job; kill, to one.
-STOPS = [("SIGINT", os.killpg, 130), ("SIGTERM", os.kill, 143)]
-STOPS += [("SIGHUP", os.killpg, 129)]
-
-
-@pytest.mark.timeout(30)
-def test_a_run_ended_early_says_why_in_one_line_and_leaves_nothing_running(tmp_path):
-    # Side by side, three people each: a SIGHUP under nohup, which the run
-    # outlives; a worker killed; --timeout; each stop signal under each method.
-    shutil.copy(KIT / "mp.py", tmp_path)
-    (tmp_path / "pets.py").write_text(f"pet_maps = {THREE}\n")
-    nohup = Run("mp.py", "--delay=0.5", cwd=tmp_path, ignored=[signal.SIGHUP])
-    killed = Run("mp.py", "--delay=5", cwd=tmp_path)
-    timed_out = Run("mp.py", "--delay=5", "--timeout=0.3", cwd=tmp_path)
-    stopped = [
-        (Run("mp.py", "--delay=5", f"--start-method={m}", cwd=tmp_path), m, stop)
-        for m in METHODS
-        for stop in STOPS
-    ]
-    wait_for_workers(nohup, len(THREE), ignored=[signal.SIGHUP])
-    os.killpg(nohup.pid, signal.SIGHUP)
-    wait_for_workers(killed, len(THREE))
-    os.kill(next(iter(workers(killed.pid))), signal.SIGKILL)
-    for run, method, (name, send, _) in stopped:
-        assert wait_for_workers(run, len(THREE)) == {method}
-        send(run.pid, getattr(signal, name))
-    assert (killed.wait().status, killed.out) == (1, "")
-    error = r"mp\.py: error: no result for '(\w+)' \(exit code -9\)\n"
-    assert re.fullmatch(error, killed.err)[1] in THREE
-    assert (timed_out.wait().status, timed_out.out) == (1, "")
-    assert timed_out.err == "mp.py: error: no result for 'adam' (timed out)\n"
-    assert timed_out.seconds < 5  # its lookups were stopped, not waited for
-    for run, _, (name, _, status) in stopped:
-        why = f"mp.py: stopped by {name}\n"
-        assert (run.wait().status, run.out, run.err) == (status, "", why)
-    assert (nohup.wait().status, nohup.err) == (0, "")
-    check_post_lines(nohup.out, THREE)
-    for run in (killed, timed_out, nohup, *(run for run, *_ in stopped)):
-        wait_until_gone(run.pid)
-
-
-def test_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm():
-    for method in METHODS:
-        results = mp.find_pet_names(THREE, 0, method, lookups.signals)
-        assert list(results.values()) == [(True, True)] * 3, method
-
-
-def test_sigterm_waits_while_workers_start_and_a_stop_signal_says_so(capsys):
-    saved = {number: signal.getsignal(number) for number in mp.STOP_SIGNALS}
-    arrived = []
-    signal.signal(signal.SIGTERM, lambda number, _: arrived.append(number))
-    try:
-        with mp.stop_signals_held():
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            os.kill(os.getpid(), signal.SIGTERM)
-            assert arrived == []
-        assert arrived == [signal.SIGTERM]  # once the workers have started
-        assert signal.getsignal(signal.SIGINT) is saved[signal.SIGINT]
-        with pytest.raises(SystemExit) as stopped:
-            mp.stop_run(signal.SIGTERM, None)
-        # Any further stop signal is ignored, so that the clean-up can finish.
-        assert {signal.getsignal(number) for number in saved} == {signal.SIG_IGN}
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
-    assert stopped.value.code == 143
-    assert capsys.readouterr().err == "mp.py: stopped by SIGTERM\n"
-
-
-def test_lines_stay_whole_on_a_pipe_and_in_a_file(tmp_path):
-    runs = []
-    for number, env in enumerate(({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"})):
-        with open(tmp_path / f"out{number}", "w") as file:
-            runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=file))
-        runs.append(Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE))
-    for run in runs[1::2]:
-        check_post_lines(run.process.communicate()[0])
-    for run in runs:
-        assert (run.wait().status, run.err) == (0, "")
-        assert run.seconds < DELAY  # --delay, not the default 2 s
-    for number in (0, 1):
-        check_post_lines((tmp_path / f"out{number}").read_text())
-    with mock.patch("sys.stdout") as stdout:  # and each line is one write,
-        assert mp.print_line("adding to queue")
-        stdout.flush.side_effect = BrokenPipeError  # flushed while a reader that
-        assert not mp.print_line("adding to queue")  # has gone can be noticed
-    assert stdout.write.call_args_list == [mock.call("adding to queue\n")] * 2
-
-
-def test_a_reader_that_leaves_ends_the_run_quietly():
-    runs = {}
-    for env in ({"PYTHONUNBUFFERED": ""}, {"PYTHONUNBUFFERED": "1"}):
-        for lines_read in (0, 3):  # leaving before the first line; and `| head -3`
-            run = Run("mp.py", "--delay=0.1", env=env, stdout=subprocess.PIPE)
-            if not lines_read:
-                run.process.stdout.close()
-            runs[run] = lines_read
-    for run, lines_read in runs.items():
-        for _ in range(lines_read):
-            assert run.process.stdout.readline() == "adding to queue\n"
-        run.process.stdout.close()
-    for run, lines_read in runs.items():
-        # Status 1 once a write fails, as in the docs' note; after three lines the
-        # rest may all fit in the pipe before the reader leaves, and none fails.
-        assert run.wait().err == "" and run.status in ({0, 1} if lines_read else {1})
-        wait_until_gone(run.pid)
-
-
-BAD_PETS = {
-    "a typo": ('{"adam": {"pet_name": "max"}, "steve": {"pet_nmae": "x"}}', "steve"),
-    "a number": ('{"adam": {"pet_name": 7}}', "adam"),
-    "no entry": ('{"adam": {"pet_name": "max"}, "will": "cat"}', "will"),
-}
-
-
-@pytest.mark.parametrize("source, person", BAD_PETS.values(), ids=BAD_PETS)
-def test_bad_data_in_pets_is_named_in_one_line(tmp_path, source, person):
-    shutil.copy(KIT / "mp.py", tmp_path)
-    (tmp_path / "pets.py").write_text(f"pet_maps = {source}\n")
-    (run,) = run_all([["mp.py"]], cwd=tmp_path)
-    assert (run.status, run.out) == (1, "")
-    error = rf"mp\.py: error: pet_maps\['{person}'\] has no 'pet_name' string: .*\n"
-    assert re.fullmatch(error, run.err)
-
-
-def test_bad_data_and_bad_options_start_no_process(monkeypatch, capsys):
-    def refuse(process):
-        raise AssertionError("a process was started before the check")
-
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
-    with pytest.raises(mp.PetLookupError, match=r"pet_maps\['steve'\]"):
-        mp.find_pet_names({"adam": {"pet_name": "max"}, "steve": {}}, 0)
-    with pytest.raises(ValueError, match="not a number of seconds"):
-        mp.find_pet_names(pet_maps, -1)
-    for option in ("--delay=-1", "--delay=nan", "--timeout=x"):  # nor do these
-        with pytest.raises(SystemExit) as stopped:
-            mp.main([option])
-        assert stopped.value.code == 2
-        error = f"argument {option.split('=')[0]}: invalid seconds value"
-        assert error in capsys.readouterr().err
-
-
-PETS_WITH_A_CLASS = """import enum
-class PetName({}):
-    MAX, FUZZY = "max", "fuzzy"
-pet_maps = {{"adam": {{"pet_name": PetName.MAX}}, "will": {{"pet_name": PetName.FUZZY}}}}
-"""
-
-
-def test_a_pets_py_with_a_class_of_its_own_works_everywhere(tmp_path):
-    base = "enum.StrEnum" if sys.version_info >= (3, 11) else "str, enum.Enum"
-    shutil.copy(KIT / "mp.py", tmp_path)
-    (tmp_path / "pets.py").write_text(PETS_WITH_A_CLASS.format(base))
-    commands = [["mp.py", "--delay=0.1", f"--start-method={m}"] for m in METHODS]
-    for run in run_all(commands, cwd=tmp_path):
-        assert (run.status, run.err) == (0, "")
-        check_post_lines(run.out, {1: {"pet_name": "max"}, 2: {"pet_name": "fuzzy"}})
-
-
-# --work cpu: processes compute in parallel, up to the number of cores
-
-
-def test_cpu_work_computes():
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    run = Run("mp.py", "--work=cpu", "--delay=0.05", "--start-method=fork").wait()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    check_post_lines(run.out)
-    # The run's CPU time, its workers' included (fork: the run waits for them).
-    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    assert used >= len(pet_maps) * 0.05
-
-
-# The README: its program, its diff against the post, its demos
-
-
-def steps(tree):
-    """The multiprocessing calls in some code, in order, with any time limit."""
-    names = ("Queue", "Process", "start", "get", "is_alive", "empty", "join")
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
-    calls = [call for call in calls if getattr(call.func, "attr", "") in names]
-    calls.sort(key=lambda call: (call.lineno, call.col_offset))
-    limits = [
-        [ast.unparse(k) for k in call.keywords if k.arg == "timeout"] for call in calls
-    ]
-    return [(call.func.attr, limit) for call, limit in zip(calls, limits)]
-
-
-def test_the_readme_program_keeps_in_step_with_mp_py():
-    kit = ast.parse((KIT / "mp.py").read_text())
-    find = next(n for n in kit.body if getattr(n, "name", "") == "find_pet_names")
-    assert steps(ast.parse(PROGRAM).body[-1]) == steps(find)
-
-
-def readme_variants():
-    """The README's program under forkserver (which imports it, as spawn does), with
-    one lookup dying, and without each fix: {name: (source, stdout, stderr,
-    status)}, outputs as {text: times}, status None for a run that is stuck."""
-    guard = "if __name__ == '__main__':\n"
-    started_by = f"{guard}    mp.set_start_method('forkserver')\n"
-    forkserver = PROGRAM.replace(guard, started_by)
-    dies = apply_change(PROGRAM, readme_block("pitfall 2").split("...\n")[0])
-    pitfalls = [apply_change(PROGRAM, readme_block(f"pitfall {n}")) for n in "123"]
-    line, died = "adding to queue", "no result for 'adam' (exit code 1)"
-    ten = {line: 10, "consuming from queue:": 1}
-    return {
-        "under forkserver": (forkserver, ten, {}, 0),
-        "one lookup dies": (dies, {line: 9}, {died: 1}, 1),
-        "pitfall 1": (pitfalls[0], {line: 10}, {}, None),
-        "pitfall 2": (pitfalls[1], {line: 9}, {}, None),
-        "pitfall 3": (pitfalls[2], {}, {"bootstrapping phase": 10, "no result": 1}, 1),
-    }
-
-
-def test_the_readme_program_and_its_pitfall_demos(tmp_path):
-    # Side by side, each watched until all it should print is out, however
-    # slow the machine, then half a second more: by then one not stuck has ended.
-    shutil.copy(KIT / "pets.py", tmp_path)
-    runs, variants = {}, readme_variants()
-    for number, (source, *_) in enumerate(variants.values()):
-        (tmp_path / f"post{number}.py").write_text(source.replace("(2)", "(0.2)"))
-        env = {"PYTHONUNBUFFERED": "1"}  # lines come out as printed, as in a terminal
-        runs[number] = Run(f"post{number}.py", cwd=tmp_path, env=env)
-    for number, (_, *wanted, _) in enumerate(variants.values()):
-        while not runs[number].ended():
-            output = zip(runs[number].output(), wanted)
-            if all(text.count(s) >= n for text, w in output for s, n in w.items()):
-                break
-            time.sleep(0.02)
-    time.sleep(0.5)
-    for number, (name, (_, *wanted, status)) in enumerate(variants.items()):
-        assert runs[number].process.poll() == status, name
-        for text, counts in zip(runs[number].output(), wanted):
-            assert {s: text.count(s) for s in counts} == counts, name
-
-
-# The post's run: all ten names, once each, in about one delay
-
-
-@pytest.fixture(scope="session", autouse=True)
-def post_runs(tmp_path_factory):
-    """Side by side, from before the first test while the others run: python3
-    mp.py under each start method, each beside ten plain processes that sleep the
-    delay; find_pet_names() with a lookup that tells when it slept; the README's
-    program. A wrapper times each; their tests come last."""
-    folder = tmp_path_factory.mktemp("readme")
-    shutil.copy(KIT / "pets.py", folder)
-    (folder / "program.py").write_text(PROGRAM)
-    commands = {("readme", None): [folder / "program.py"]}
-    commands["stamped", None] = [".ci/lookups.py", "stamped", "default", DELAY]
-    for method in RUNS:
-        option = [f"--start-method={method}"] if method in METHODS else []
-        commands["kit", method] = ["mp.py", *option]
-        commands["baseline", method] = [".ci/lookups.py", "sleep", method, DELAY]
-    runs = {
-        key: Run(".ci/lookups.py", "timed", sys.executable, *command)
-        for key, command in commands.items()
-    }
-    Run.started.clear()  # these are not killed when the first test ends
-    yield runs
-    for run in runs.values():
+@pytest.fixture
+def kit(tmp_path, board):
+    """A kit copy; every command run in it is killed, whole, when the test ends."""
+    copy = Kit(tmp_path, board)
+    yield copy
+    for run in copy.runs:
         run.kill()
 
 
-@pytest.mark.parametrize("method", RUNS)
-def test_all_ten_names_come_back_once_each(post_runs, method):
-    status, out, err, _ = post_runs["kit", method].timed()
-    assert (status, err) == (0, "")
-    check_post_lines(out)
+@pytest.fixture
+def start_method(request):
+    """Python's start method set to the test's parameter for in-process runs."""
+    multiprocessing.set_start_method(request.param, force=True)
+    yield request.param
+    multiprocessing.set_start_method(None, force=True)
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
-def test_the_ten_lookups_overlap_each_waiting_the_delay(post_runs):
-    status, out, err, _ = post_runs["stamped", None].timed()
-    assert (status, err) == (0, "")
-    stamps = json.loads(out)
-    assert sorted(stamps) == sorted(pet_maps)
-    began, ended, methods = zip(*stamps.values())
-    assert all(end - start >= DELAY for start, end in zip(began, ended))
-    # All ten were waiting at one moment: no serial or batched run can do that.
+def scripted_pets(board, **scripts):
+    """The post's data with Scripted pet names, for find_pet_names() in this process."""
+    return {
+        person: {
+            "pet_name": lookups.Scripted(
+                name, person, scripts.get(person, ""), board.address
+            )
+        }
+        for person, name in NAMES.items()
+    }
+
+
+def post_lines(stdout, results, added=10):
+    """The post's lines: "adding to queue" per lookup, then the results, once each."""
+    *adding, heading, printed = stdout
+    assert adding == ["adding to queue"] * added
+    assert heading == "consuming from queue:"
+    expected = [f"pet name: {NAMES[person]}" for person in results]
+    assert sorted(ast.literal_eval(printed)) == sorted(expected)
+
+
+def without_prefix(stderr):
+    """The lines that name failures, without the "mp.py: " that mp.py puts first."""
+    return sorted(line.removeprefix("mp.py: ") for line in stderr)
+
+
+def others(*people):
+    """Everyone in the post's data but `people`."""
+    return [person for person in NAMES if person not in people]
+
+
+RAISED = "steve: RuntimeError: the lookup service is down"
+
+
+# The post: all ten names, in about one delay
+
+
+@pytest.mark.parametrize("method", ["default", *METHODS])
+def test_prints_the_posts_lines_with_every_name_once(kit, board, method):
+    chosen = [] if method == "default" else ["--start-method", method]
+    run = kit.mp(*chosen).wait()
+    assert (run.status, run.err.text()) == (0, [])
+    post_lines(run.out.text(), NAMES)
+    board.gone()  # every worker has ended: nothing is left running
+
+
+@pytest.mark.parametrize("start_method", METHODS, indirect=True)
+def test_the_lookups_all_wait_at_one_moment(start_method):
+    # By the lookups' own clocks, which a busy machine cannot fool: every one of
+    # them began before any ended, and each took the whole delay.
+    delay = 0.3
+    results = mp.find_pet_names(pet_maps, delay, lookups.stamped)
+    assert sorted(results) == sorted(NAMES)
+    began, ended, methods = zip(*results.values())
     assert max(began) < min(ended)
-    assert set(methods) == {DEFAULT}  # this Python's own start method
+    assert min(end - start for start, end in zip(began, ended)) >= delay
+    assert set(methods) == {start_method}
+    assert multiprocessing.active_children() == []
 
 
-@pytest.mark.skipif(not TIMING, reason="MP_TEST_TIMING=off")
-@pytest.mark.parametrize("method", RUNS)
-def test_the_run_takes_about_one_delay(post_runs, method, report):
-    kit, plain = (post_runs[k, method].timed()[3] for k in ("kit", "baseline"))
-    line = f"sleep, {method}: python3 mp.py took {kit:.2f} s for ten lookups of "
-    line += f"{DELAY:g} s; ten plain sleeping processes beside it, {plain:.2f} s"
-    report.append(line)
-    assert kit >= DELAY
-    if plain >= 2.5 * DELAY:
-        report.append(f"  not judged: the machine is too busy ({os.getloadavg()})")
-        pytest.skip(f"the machine is too busy to judge: {line}")
-    # Against the baseline, so that load slows both: a run in two batches of
-    # five takes a whole delay longer, and fails.
-    assert kit < plain + DELAY / 2, line
+def test_python3_mp_py_takes_one_delay_beside_ten_plain_processes(kit):
+    # Timed whole, each alone, one right after the other: the kit's own run and
+    # ten plain sleeping processes under the same start method. A machine too
+    # busy to run the plain ones in about one delay cannot judge the kit.
+    shutil.copy(KIT / "pets.py", kit.folder)
+    baseline = kit.run("lookups.py", "baseline", mp.DELAY).wait()
+    run = kit.run("mp.py").wait()
+    assert run.status == 0
+    post_lines(run.out.text(), NAMES)
+    plain = float(baseline.out.text()[-1])
+    print(
+        f"python3 mp.py took {run.seconds:.2f} s; ten plain processes "
+        f"{baseline.seconds:.2f} s ({plain:.2f} s of it sleeping)"
+    )
+    assert run.seconds >= mp.DELAY
+    if baseline.seconds >= 2.5 * mp.DELAY:
+        pytest.skip(
+            f"too busy to judge: ten plain processes took {baseline.seconds:.2f} s"
+        )
+    assert run.seconds < baseline.seconds + mp.DELAY / 2
 
 
-def test_the_readme_program_is_the_post_corrected(post_runs):
-    assert readme_block("corrected program") == PROGRAM
-    assert len(PROGRAM.splitlines()) <= 45
-    assert "pet_maps = {" in POST and "output = mp.Queue()" in POST
-    old, new = POST.splitlines(True), PROGRAM.splitlines(True)
-    assert DIFF == "".join(difflib.unified_diff(old, new, "the post", "corrected"))
-    status, out, err, _ = post_runs["readme", None].timed()
-    assert (status, err) == (0, "")
-    check_post_lines(out)
+# Fix 2: every result read before any join
 
 
-@pytest.mark.skipif(not TIMING, reason="MP_TEST_TIMING=off")
-def test_cpu_work_speeds_up_with_the_cores(report):
-    # Beside ten plain processes doing the same work, so that load slows both.
-    work = len(pet_maps) * 0.05  # each lookup computes for 0.05 s of CPU time
-    kit = ["mp.py", "--work=cpu", "--delay=0.05"]
-    kit, plain = run_all([kit, [".ci/lookups.py", "cpu", "default", 0.05]])
-    assert (kit.status, plain.status) == (0, 0)
-    check_post_lines(kit.out)
-    cores = work / float(plain.out)  # what the plain processes had, start-up apart
-    line = f"cpu: ten lookups of 0.05 s of CPU took {kit.seconds:.2f} s; ten plain "
-    line += f"processes beside them, {plain.seconds:.2f} s, {cores:.1f} cores busy"
-    report.append(line)
-    if cores < 0.6:  # beside the kit, with a second core free, they get about one
-        report.append(f"  not judged: no second core to be had ({os.getloadavg()})")
-        pytest.skip(f"the machine is too busy to judge: {line}")
-    # As parallel as plain processes: one at a time, or threads, take far longer.
-    assert kit.seconds < plain.seconds / 0.75, line
+@pytest.mark.parametrize("method", ["default", "spawn"])
+def test_megabyte_results_come_back_whole(kit, board, method):
+    kit.pets(**dict.fromkeys(NAMES, "big"))
+    chosen = [] if method == "default" else ["--start-method", method]
+    run = kit.mp(*chosen).wait()
+    assert run.status == 0
+    *_, printed = run.out.text()
+    results = ast.literal_eval(printed)
+    assert [len(result) for result in results] == [len("pet name: ") + 10**6] * 10
+    board.gone()
+
+
+# Failures: each named as it happens, while the others go on
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_raised_exception_is_named_while_the_others_go_on(kit, board, method):
+    kit.pets(steve="raise", adam="hold")
+    run = kit.mp("--start-method", method)
+    raised_at = board.wait("steve")[0]
+    named_at, _ = run.err.first("steve")  # adam's lookup is held until it comes
+    board.go("adam")
+    run.wait()
+    print(f"{method}: steve named {named_at - raised_at:.3f} s after his lookup raised")
+    assert run.status == 1
+    assert run.err.text() == [f"mp.py: {RAISED}"]  # one line, no traceback
+    post_lines(run.out.text(), others("steve"))
+    board.gone()
+
+
+def test_a_worker_that_ends_without_a_result_is_named_with_its_exit_code(kit, board):
+    killed = {"will": "kill"} if POSIX else {}
+    kit.pets(michelle="exit", adam="hold", **killed)
+    run = kit.mp()
+    run.err.first("michelle")  # adam's lookup is held until both are named
+    if POSIX:
+        run.err.first("will")
+    board.go("adam")
+    run.wait()
+    expected = ["michelle: ChildProcessError: exit code 3"]
+    if POSIX:
+        expected.append(f"will: ChildProcessError: exit code -{signal.SIGKILL}")
+    assert (run.status, without_prefix(run.err.text())) == (1, sorted(expected))
+    post_lines(run.out.text(), others("michelle", *killed))
+    board.gone()
+
+
+@pytest.mark.parametrize("start_method", ["spawn"], indirect=True)
+def test_find_pet_names_names_failures_only_through_its_caller(
+    board, capfd, start_method
+):
+    # spawn: forking a process that runs the Switchboard's threads is unsafe.
+    scripted = scripted_pets(board, steve="raise", michelle="exit")
+    heard = []
+    with pytest.raises(mp.PetLookupError) as raised:
+        mp.find_pet_names(
+            scripted, 0, on_failure=lambda *failure: heard.append(failure)
+        )
+    error = raised.value
+    assert sorted(person for person, _ in heard) == ["michelle", "steve"]
+    assert error.failures == dict(heard)
+    assert isinstance(error.failures["steve"], RuntimeError)
+    assert str(error.failures["steve"]) == "the lookup service is down"
+    assert isinstance(error.failures["michelle"], ChildProcessError)
+    assert "steve" in str(error) and "michelle" in str(error)
+    assert sorted(error.results) == sorted(others("steve", "michelle"))
+    assert capfd.readouterr().err == ""  # it named no failure itself
+    assert multiprocessing.active_children() == []
+
+
+# --timeout: the stragglers named, the others kept, one second of grace in all
+
+
+def test_timeout_names_each_straggler_and_keeps_the_others(kit, board):
+    kit.pets(adam="hang", steve="stubborn; hang")
+    run = kit.mp("--timeout", 0.5)
+    board.wait("steve", "sigterm")  # terminate() came, and was ignored: kill() next
+    run.wait()
+    assert run.status == 1
+    assert without_prefix(run.err.text()) == [
+        "adam: TimeoutError: after 0.5 s",
+        "steve: TimeoutError: after 0.5 s",
+    ]
+    post_lines(run.out.text(), others("adam", "steve"))
+    board.gone()
+    sigterm = board.wait("steve", "sigterm")[0]
+    print(
+        f"the stubborn worker ended {board.ended['steve'] - sigterm:.2f} s after SIGTERM"
+    )
+
+
+def test_the_timeout_counts_from_when_the_workers_have_started(monkeypatch):
+    # Each start takes 0.3 s here, and every lookup answers at once, so all three
+    # results are in before the last worker has started. A clock that began
+    # before the first start would have run out by then.
+    real_start = multiprocessing.Process.start
+
+    def slow_start(process):
+        real_start(process)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(multiprocessing.Process, "start", slow_start)
+    three = dict(list(pet_maps.items())[:3])
+    results = mp.find_pet_names(three, 0, lookups.stamped, timeout=0.6)
+    assert sorted(results) == sorted(three)
+
+
+def test_a_timeout_of_zero_leaves_no_lookup_running(kit, board):
+    kit.pets(**dict.fromkeys(NAMES, "hold"))
+    run = kit.mp("--timeout", 0).wait()
+    assert run.status == 1
+    expected = [f"{person}: TimeoutError: after 0 s" for person in NAMES]
+    assert without_prefix(run.err.text()) == sorted(expected)
+    board.gone()
+
+
+class StubbornProcess:
+    """A worker that ignores terminate(): join(timeout) takes the whole timeout."""
+
+    pid = 1
+
+    def __init__(self, clock):
+        self.clock, self.alive, self.calls = clock, True, []
+
+    def terminate(self):
+        self.calls.append("terminate")
+
+    def join(self, timeout=None):
+        self.calls.append("join")
+        if self.alive:
+            self.clock.now += timeout or 0
+
+    def kill(self):
+        self.calls.append("kill")
+        self.alive = False
+
+
+class Clock:
+    now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_stragglers_get_one_second_of_grace_in_all(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(mp.time, "monotonic", clock.monotonic)
+    stubborn = [StubbornProcess(clock) for _ in range(3)]
+    mp.stop(stubborn)
+    assert clock.now == pytest.approx(1)  # not one second for each of the three
+    for process in stubborn:
+        assert process.calls[0] == "terminate"
+        assert "kill" in process.calls and not process.alive
+
+
+def test_a_worker_that_died_is_named_as_dead_not_timed_out(kit, board):
+    kit.pets(michelle="exit", adam="hang")
+    run = kit.mp("--timeout", 0.5).wait()
+    assert without_prefix(run.err.text()) == [
+        "adam: TimeoutError: after 0.5 s",
+        "michelle: ChildProcessError: exit code 3",
+    ]
+    board.gone()
+
+
+# Stop signals: one line, 128 + the signal's number, and nothing left running
+
+
+STOPS = {  # how each signal comes, and the start methods it is tried under
+    "ctrl-c-to-the-job": ("SIGINT", True, METHODS),
+    "sigterm-to-the-parent-alone": ("SIGTERM", False, ["default"]),
+    # A hang-up to the job ends multiprocessing's helpers too, under spawn and
+    # forkserver, and they have their own say as the run ends.
+    "sighup-to-the-job": ("SIGHUP", True, METHODS),
+}
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("name", "group", "method"),
+    [
+        (name, group, method)
+        for name, group, methods in STOPS.values()
+        for method in methods
+    ],
+    ids=[
+        f"{how}-{method}"
+        for how, (_, _, methods) in STOPS.items()
+        for method in methods
+    ],
+)
+def test_a_stop_signal_ends_the_run_with_one_line(kit, board, method, name, group):
+    kit.pets(**dict.fromkeys(NAMES, "hold"))
+    run = kit.mp(*([] if method == "default" else ["--start-method", method]))
+    for person in NAMES:
+        board.wait(person)  # every lookup under way
+    number = getattr(signal, name)
+    run.signal(number, group=group)
+    run.wait()
+    assert (run.status, run.err.text()) == (128 + number, [f"mp.py: stopped by {name}"])
+    assert run.out.text() == ["adding to queue"] * 10
+    board.gone()
+
+
+@posix_only
+def test_ctrl_c_while_spawn_workers_start_is_not_lost(kit, board):
+    thirty = {f"{person}{n}": name for n in range(3) for person, name in NAMES.items()}
+    kit.pets(thirty, **dict.fromkeys(thirty, "hold"))
+    run = kit.mp("--start-method", "spawn")
+    board.wait("adam0")  # the first lookup is under way, the last not yet started
+    started = len(board.said)
+    run.signal(signal.SIGINT, group=True)
+    run.wait()
+    print(
+        f"Ctrl-C with {started} of 30 lookups begun; the run took {run.seconds:.2f} s"
+    )
+    assert started < 30
+    assert run.status == 130
+    assert (
+        "mp.py: stopped by SIGINT" in run.err.text()
+    )  # besides spawn's start-up errors
+    board.gone()
+
+
+@posix_only
+def test_a_second_ctrl_c_during_the_clean_up_leaves_no_worker_running(kit, board):
+    kit.pets(adam="stubborn; hang")
+    run = kit.mp("--timeout", 0.3)
+    board.wait("adam", "sigterm")  # the clean-up's second of grace has begun
+    run.signal(signal.SIGINT)
+    run.wait()
+    assert run.status == 130
+    assert run.err.text()[-1] == "mp.py: stopped by SIGINT"
+    board.gone()  # the stubborn worker was killed all the same
+
+
+@pytest.mark.parametrize("start_method", METHODS, indirect=True)
+def test_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm(start_method):
+    # Twice: under forkserver the second run's workers come from a fork server
+    # that is already running, with the handlers it started with.
+    for _ in range(2):
+        results = mp.find_pet_names(pet_maps, 0, lookups.signals)
+        assert set(results.values()) == {(True, True)}
+
+
+@posix_only
+def test_the_stop_handler_does_nothing_in_a_worker_that_fork_copied_it_into(
+    monkeypatch, capfd
+):
+    # Between fork() and a worker's first line, the worker has the parent's
+    # handler: there a Ctrl-C must neither print nor end the worker.
+    statuses = []
+
+    def fork_and_press_ctrl_c(*args):
+        handler = signal.getsignal(signal.SIGINT)
+        child = os.fork()
+        if child == 0:
+            try:
+                handler(signal.SIGINT, None)
+            except SystemExit:
+                os._exit(1)
+            os._exit(0)
+        statuses.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+        return {}
+
+    monkeypatch.setattr(mp, "find_pet_names", fork_and_press_ctrl_c)
+    handlers = {number: signal.getsignal(number) for number in mp.STOP_SIGNALS}
+    try:
+        assert mp.main([]) == 0
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert statuses == [0]
+    assert capfd.readouterr().err == ""
+
+
+@posix_only
+def test_a_hangup_ignored_from_the_start_stays_ignored_as_nohup_asks(kit, board):
+    kit.pets(adam="hold")
+    run = kit.sh('trap "" HUP; exec python3 mp.py --delay 0')
+    board.wait("adam")
+    run.signal(signal.SIGHUP, group=True)
+    board.go("adam")
+    run.wait()
+    assert (run.status, run.err.text()) == (0, [])
+    post_lines(run.out.text(), NAMES)
+
+
+# Lines whole, a reader who leaves, and bad input
+
+
+class Writes(list):
+    """A stream that keeps each write() apart."""
+
+    def write(self, text):
+        self.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_each_line_is_written_whole_in_one_write():
+    stream = Writes()
+    mp.print_line("adding to queue", stream)
+    assert [text for text in stream if text] == ["adding to queue\n"]
+
+
+def test_lines_stay_whole_when_ten_workers_write_unbuffered(kit):
+    run = kit.run("mp.py", "--delay", "0", env={"PYTHONUNBUFFERED": "1"}).wait()
+    assert run.status == 0
+    post_lines(run.out.text(), NAMES)
+
+
+def test_a_reader_who_leaves_early_gets_a_quiet_end(kit, board):
+    # As `python3 mp.py | head -1` does: the pipe closes after the first line.
+    kit.pets(adam="hold")
+    run = kit.run("mp.py", "--delay", "0", read_out=False)
+    assert run.process.stdout.readline() == "adding to queue\n"
+    run.process.stdout.close()  # as `| head -1` does once it has its line
+    board.go("adam")  # whose line, and the results, now meet a closed pipe
+    run.wait()
+    assert run.err.text() == []  # no BrokenPipeError, no "Exception ignored"
+    board.gone()
+
+
+MALFORMED = {
+    "an entry that is no mapping": "'sylvester'",
+    "an entry without a pet_name": "{'name': 'sylvester'}",
+    "a pet_name that is no string": "{'pet_name': None}",
+}
+
+
+@pytest.mark.parametrize("entry", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_pets_entry_is_named_before_anything_starts(kit, board, entry):
+    source = (kit.folder / "pets.py").read_text(encoding="utf-8")
+    steve = re.search(r"'steve': .*,\n", source)[0]
+    (kit.folder / "pets.py").write_text(source.replace(steve, f"'steve': {entry},\n"))
+    run = kit.mp().wait()
+    assert run.status == 1
+    assert run.err.text() == [
+        f"mp.py: error: pet_maps['steve'] has no 'pet_name' string: {ast.literal_eval(entry)!r}"
+    ]
+    assert board.said == {}  # no lookup began
+
+
+BAD_OPTIONS = [
+    ["--delay", "inf"],
+    ["--delay", "-1"],
+    ["--delay", "nan"],
+    ["--delay", "soon"],
+    ["--timeout", "-0.5"],
+    ["--timeout", "inf"],
+    ["--start-method", "thread"],
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids=" ".join)
+def test_bad_options_are_refused_before_anything_starts(kit, board, options):
+    run = kit.run("mp.py", *options).wait()
+    assert run.status == 2
+    *_, error = run.err.text()
+    assert error.startswith("mp.py: error: ")
+    assert options[0] in error
+    assert board.said == {}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_pets_py_with_a_class_of_its_own(kit, method):
+    (kit.folder / "pets.py").write_text(
+        "class PetName(str):\n"
+        "    def __format__(self, spec):\n"
+        "        return str(self).upper()\n\n"
+        f"pet_maps = {{person: {{'pet_name': PetName(name)}} for person, name in {NAMES!r}.items()}}\n",
+        encoding="utf-8",
+    )
+    run = kit.mp("--start-method", method).wait()
+    assert run.status == 0
+    results = ast.literal_eval(run.out.text()[-1])
+    assert sorted(results) == sorted(
+        f"pet name: {name.upper()}" for name in NAMES.values()
+    )
+
+
+# Waiting against computing
+
+
+def test_lookups_that_compute_use_more_than_one_core():
+    # Ten lookups that compute, against ten plain processes that compute the
+    # same, timed alone one after the other: the kit's spreads as well.
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
+    if cores < 2:
+        pytest.skip("one core: nothing to spread the lookups over")
+    work = 0.15
+    plain = lookups.baseline(lookups.spin, work)
+    started = time.monotonic()
+    results = mp.find_pet_names(pet_maps, work, lookups.burn)
+    kit = time.monotonic() - started
+    print(
+        f"10 x {work} s of computing: find_pet_names() {kit:.2f} s, "
+        f"plain processes {plain:.2f} s, one after another {10 * work:.2f} s"
+    )
+    assert min(results.values()) >= work  # each computed for all of its time
+    if plain > 10 * work * 0.75:
+        pytest.skip(f"too busy to judge: plain processes took {plain:.2f} s")
+    assert kit < (plain + 10 * work) / 2  # nearer the plain processes than a queue
+
+
+# The README's programs, its diff and its pitfalls
+
+
+def apply_readme_diff(program, marker):
+    """The program with the README's changes under `<!-- marker -->` made to it.
+
+    The block holds hunks split by "...": lines marked " " and "-" are found
+    in the program, once, and become those marked " " and "+".
+    """
+    for hunk in readme_block(marker).split("...\n"):
+        lines = hunk.splitlines(keepends=True)
+        before = "".join(line[1:] for line in lines if line[0] in " -")
+        after = "".join(line[1:] for line in lines if line[0] in " +")
+        assert program.count(before) == 1, before
+        program = program.replace(before, after)
+    return program
+
+
+def test_the_readme_program_and_mp_py_name_the_same_failures(kit, board):
+    kit.pets(steve="raise", michelle="exit", adam="hold")
+    kit.edit("readme_program.py", "time.sleep(2)", "time.sleep(0)")
+    seen = {}
+    for program in ("mp.py", "readme_program.py"):
+        run = kit.run(program, *(["--delay", "0"] if program == "mp.py" else []))
+        run.err.first("michelle")  # both named while adam's lookup is held
+        run.err.first("steve")
+        board.go("adam")
+        run.wait()
+        board.gone()
+        seen[program] = (run.status, without_prefix(run.err.text()))
+        post_lines(run.out.text(), others("steve", "michelle"))
+        board.said.clear()
+    assert (
+        seen["mp.py"]
+        == seen["readme_program.py"]
+        == (1, ["michelle: ChildProcessError: exit code 3", RAISED])
+    )
+
+
+def test_the_readme_program_as_saved_names_a_raised_exception(kit, board):
+    kit.pets(steve="raise")
+    run = kit.run("readme_program.py").wait()
+    assert (run.status, run.err.text()) == (1, [RAISED])
+    post_lines(run.out.text(), others("steve"))
+    board.gone()
+
+
+@posix_only
+def test_ctrl_c_stops_the_readme_program_with_no_traceback_from_a_worker(kit, board):
+    kit.pets(adam="hang")
+    kit.edit("readme_program.py", "time.sleep(2)", "time.sleep(0)")
+    run = kit.run("readme_program.py")
+    board.gone(others("adam"))  # the nine others have answered; adam's never will
+    pressed = time.monotonic()
+    run.signal(signal.SIGINT, group=True)
+    run.wait()
+    print(f"the run ended {time.monotonic() - pressed:.2f} s after Ctrl-C")
+    board.gone()
+    assert "KeyboardInterrupt" in run.err.text()  # the parent's own traceback
+    assert not [line for line in run.err.text() if line.startswith("Process ")]
+
+
+def test_the_readme_diff_is_the_diff_from_the_post():
+    post = (KIT / ".ci/post.txt").read_text(encoding="utf-8")
+    program = readme_block("corrected program")
+    diff = difflib.unified_diff(
+        post.splitlines(keepends=True),
+        program.splitlines(keepends=True),
+        "the post",
+        "corrected",
+    )
+    assert readme_block("corrected diff") == "".join(diff)
+
+
+def test_the_readme_program_fits_in_sixty_lines_of_88_columns():
+    lines = readme_block("corrected program").splitlines()
+    assert len(lines) <= 60
+    assert max(map(len, lines)) <= 88
+
+
+@pytest.mark.parametrize("pitfall", [1, 2])
+def test_the_readme_pitfalls_that_hang_still_hang(kit, board, pitfall):
+    # Pitfall 1 joins workers that cannot end until their results are read;
+    # pitfall 2 waits for a result from a worker that died. Once every lookup
+    # is over, such a run has nothing left to do; a second later it still runs.
+    program = apply_readme_diff(readme_block("corrected program"), f"pitfall {pitfall}")
+    (kit.folder / "pitfall.py").write_text(
+        program.replace("time.sleep(2)", "time.sleep(0)")
+    )
+    run = kit.run("pitfall.py")
+    for person in others("adam") if pitfall == 2 else NAMES:
+        board.wait(person)
+    if pitfall == 2:
+        board.gone()  # nine answered, and adam's worker died before it rang
+    run.out.first("adding to queue")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run.process.wait(1)
+    assert "consuming from queue:" not in run.out.text()
+
+
+def test_the_readme_pitfall_of_starting_on_import_is_named(kit, board):
+    program = apply_readme_diff(readme_block("corrected program"), "pitfall 3")
+    (kit.folder / "pitfall.py").write_text(
+        program.replace("time.sleep(2)", "time.sleep(0)")
+    )
+    run = kit.run("pitfall.py").wait()
+    assert run.status == 1
+    text = "\n".join(run.err.text())
+    assert "bootstrapping phase" in text  # each worker's RuntimeError
+    assert text.count("ChildProcessError: exit code 1") == len(NAMES)
+    assert board.said == {}
+
+
+def test_the_pool_program_prints_every_name(kit, board):
+    assert len(readme_block("pool program").splitlines()) <= 25
+    run = kit.run("pool.py").wait()
+    assert (run.status, run.err.text()) == (0, [])
+    assert sorted(ast.literal_eval(run.out.text()[-1])) == sorted(
+        f"pet name: {n}" for n in NAMES.values()
+    )
+    board.gone()
+
+
+def test_the_pool_program_names_the_lookups_own_exception(kit, board):
+    kit.pets(steve="raise")
+    kit.edit("pool.py", "time.sleep(2)", "time.sleep(0)")
+    run = kit.run("pool.py").wait()
+    assert (run.status, run.err.text()) == (1, [RAISED])
+    board.gone()
+
+
+def test_the_timeline_command_draws_one_bar_per_lookup(tmp_path):
+    command = readme_block("timeline command").split()
+    assert command[:2] == ["python3", ".ci/timeline.py"]
+    picture = tmp_path / "timeline.svg"
+    subprocess.run(
+        [sys.executable, KIT / command[1], picture, "--delay", "0.2"],
+        check=True,
+        capture_output=True,
+    )
+    svg = ElementTree.parse(picture).getroot()
+    bars = svg.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")
+    people = [
+        bar.find("{http://www.w3.org/2000/svg}title").text.split(":")[0] for bar in bars
+    ]
+    assert people == [*NAMES, *NAMES]  # the post's run, then the failing one
+    assert f"docs/{command[2].split('/')[-1]}" in (KIT / "README.md").read_text()
+
+
+# The suite itself runs where the post runs
+
+
+def test_the_suite_collects_without_posix_only_modules():
+    blocked = "import sys; sys.modules.update(dict.fromkeys(['resource', 'fcntl', 'termios']))"
+    collect = f"{blocked}; import pytest; sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider']))"
+    result = subprocess.run(
+        [sys.executable, "-c", collect],
+        check=False,
+        cwd=KIT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^\d+ tests collected", result.stdout, re.MULTILINE), (
+        result.stdout
+    )

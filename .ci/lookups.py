@@ -1,33 +1,178 @@
-"""Lookups that misbehave on purpose, and the baselines the timed tests compare with.
+"""Lookups that misbehave on cue, for the tests and the timeline picture.
 
-They live outside test_mp.py because spawn and forkserver workers import the
-module a lookup comes from: from test_mp.py, each would import pytest too.
-Each lookup takes mp.py's arguments, lookup(data, output, delay), with data
-= (person, pet name), and acts on the pet name it is given, so that one
-person's lookup misbehaves while the others run as usual.
+Workers started by spawn or forkserver import the module a lookup comes from,
+so these live here rather than in test_mp.py, which imports pytest.
 
-    python3 .ci/lookups.py stamped METHOD DELAY      the ten lookups' times, as JSON
-    python3 .ci/lookups.py sleep|cpu METHOD DELAY    ten plain processes, no queue;
-                                                     prints the seconds they took
-    python3 .ci/lookups.py timed COMMAND...          COMMAND, timed from start to end
+A Scripted pet name is a str that acts when a lookup formats it, as the post's
+`'pet name: {}'.format(pet_name)` does: it rings the Switchboard, does what its
+script says, then formats as the plain name. Its connection stays open for the
+life of its process, so the Switchboard sees each worker end, even one that no
+one has reaped yet. A pets.py of Scripted names drives `python3 mp.py` and the
+README's programs without a line of them changed.
+
+A script is steps separated by ";", done in order:
+    answer     format as usual (what an empty script does too)
+    wait N     sleep N seconds
+    hold       wait for the test's "go"
+    raise      raise RuntimeError("the lookup service is down")
+    exit       end the process at once, with exit code 3
+    kill       end the process with SIGKILL (POSIX)
+    hang       never answer: wait until stopped
+    stubborn   ignore SIGTERM from here on, saying "sigterm" when one comes
+    signals    say how Ctrl-C and SIGTERM are handled here
+    big        answer with a megabyte
+
+    python3 .ci/lookups.py baseline DELAY
+        Ten plain processes that each sleep DELAY seconds under Python's
+        default start method, no queue: the timing test's baseline.
 """
 
-import json
 import multiprocessing
 import os
 import signal
-import subprocess
+import socket
 import sys
+import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import mp  # the kit, one folder up
-from pets import pet_maps
+LIFELINES = []  # this process's connections to the Switchboard, kept open
+
+
+class Scripted(str):
+    """A pet name that rings the Switchboard and acts when it is formatted."""
+
+    def __new__(cls, name, person, script, address):
+        self = super().__new__(cls, name)
+        self.person, self.script, self.address = person, script, tuple(address)
+        return self
+
+    def __reduce__(self):
+        return Scripted, (str(self), self.person, self.script, self.address)
+
+    def __format__(self, spec):
+        line = socket.create_connection(self.address)
+        LIFELINES.append(line)
+        line.sendall(f"hello {self.person} {os.getpid()}\n".encode())
+        name = str(self)
+        for step in filter(None, self.script.split(";")):
+            name = act(step.strip(), line) or name
+        return format(name, spec)
+
+
+def act(step, line):
+    """Do one step of a script; return a name to format in place of the real one."""
+    if step.startswith("wait "):
+        time.sleep(float(step.split()[1]))
+    elif step == "hold":
+        line.recv(100)  # "go", or b"" if the test has gone
+    elif step == "raise":
+        raise RuntimeError("the lookup service is down")
+    elif step == "exit":
+        os._exit(3)
+    elif step == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif step == "hang":
+        while line.recv(100):  # until the test has gone, whatever it says
+            pass
+    elif step == "stubborn":
+        signal.signal(signal.SIGTERM, lambda *_: line.sendall(b"sigterm\n"))
+    elif step == "signals":
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        default = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        line.sendall(f"signals {int(ignored)} {int(default)}\n".encode())
+    elif step == "big":
+        return "x" * 1_000_000
+    elif step != "answer":
+        raise ValueError(f"no such step: {step!r}")
+    return None
+
+
+class Switchboard:
+    """The tests' end of the Scripted names' connections: one per worker.
+
+    wait(person, word) waits until that worker has said the word ("hello"
+    as its lookup begins); go(person) lets a held lookup go on; gone() waits
+    until workers' connections close, which is when their processes end.
+    Each event is stamped with time.monotonic() as it arrives.
+    """
+
+    def __init__(self, limit=20):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = self.server.getsockname()
+        self.limit = limit  # seconds a wait may take before the test fails
+        self.said, self.lines, self.ended = {}, {}, {}
+        self.changed = threading.Condition()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                line, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.listen, args=(line,), daemon=True).start()
+
+    def listen(self, line):
+        person = None
+        for text in line.makefile("r", encoding="utf-8"):
+            word, *rest = text.split()
+            with self.changed:
+                if word == "hello":
+                    person = rest[0]
+                    self.lines[person] = line
+                    self.said[person] = {}
+                self.said[person][word] = (time.monotonic(), rest[1:])
+                self.changed.notify_all()
+        with self.changed:
+            self.ended[person] = time.monotonic()
+            self.changed.notify_all()
+
+    def until(self, ready, what):
+        with self.changed:
+            if not self.changed.wait_for(ready, self.limit):
+                raise AssertionError(f"waited {self.limit} s for {what}")
+
+    def wait(self, person, word="hello"):
+        """(when, what else it said) once `person`'s lookup has said `word`."""
+        self.until(lambda: word in self.said.get(person, {}), f"{person}: {word}")
+        return self.said[person][word]
+
+    def pid(self, person):
+        return int(self.wait(person)[1][0])
+
+    def go(self, person):
+        self.wait(person)
+        self.lines[person].sendall(b"go\n")
+
+    def gone(self, people=None):
+        """Wait until the listed workers (all that rang, by default) have ended."""
+        with self.changed:
+            people = set(self.said if people is None else people)
+        self.until(lambda: people <= self.ended.keys(), f"{sorted(people)} to end")
+
+    def running(self):
+        """The people whose workers have rung and not yet ended."""
+        with self.changed:
+            return sorted(self.said.keys() - self.ended.keys())
+
+    def close(self):
+        self.server.close()
+        for line in self.lines.values():
+            line.close()
+
+
+def pets_source(board, names, scripts):
+    """A pets.py of Scripted names: scripts is {person: script}, "answer" if unlisted."""
+    entries = "".join(
+        f"    {person!r}: {{'pet_name': Scripted({name!r}, {person!r}, "
+        f"{scripts.get(person, 'answer')!r}, {tuple(board.address)!r})}},\n"
+        for person, name in names.items()
+    )
+    return f"from lookups import Scripted\n\npet_maps = {{\n{entries}}}\n"
 
 
 def stamped(data, output, delay):
-    """The post's wait, answering when it began and ended, and how its process started."""
+    """The post's wait, answering with when it began and ended, by the clock."""
     began = time.time()
     time.sleep(delay)
     output.put((data[0], (began, time.time(), multiprocessing.get_start_method())))
@@ -39,69 +184,33 @@ def signals(data, output, delay):
     output.put((data[0], (ignored, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)))
 
 
-def big(data, output, delay):
-    """Answer with a megabyte: ten of them are 160 times what the pipe holds."""
-    output.put((data[0], (data[1] * 1_000_000)[:1_000_000]))
-
-
-def failing(data, output, delay):
-    """The real lookup, unless the pet name says how to fail.
-
-    "raise", "exit" (status 3), "exit0" (status 0 with nothing sent), "kill"
-    (SIGKILL) and "return" (return the answer instead of putting it) fail at
-    once; "hang" sleeps a minute; "stubborn" does too, ignoring SIGTERM; a
-    path hangs until SIGTERM comes, then creates that file; "flood" puts one
-    answer after another for `delay` seconds.
-    """
-    person, how = data
-    if how.startswith("/"):
-        signal.signal(signal.SIGTERM, lambda *_: (Path(how).touch(), os._exit(0)))
-    if how == "raise":
-        raise LookupError(f"no record of {person}")
-    if how in ("exit", "exit0"):
-        os._exit(3 if how == "exit" else 0)
-    if how == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if how == "return":
-        return (person, "pet name: never put")
-    if how == "stubborn":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    until = time.monotonic() + delay
-    while how == "flood" and time.monotonic() < until:
-        output.put(data)
-    if how in ("hang", "stubborn") or how.startswith("/"):
-        time.sleep(60)
-    mp.get_pet_name(data, output, delay)
-
-
-def burn(seconds):
-    """Compute for `seconds` of CPU time, as mp.compute_pet_name() does."""
-    done_at = time.process_time() + seconds
+def burn(data, output, delay):
+    """A lookup that computes for `delay` seconds of its own CPU time."""
+    done_at = time.process_time() + delay
     while time.process_time() < done_at:
-        sum(number * number for number in range(10_000))
+        pass
+    output.put((data[0], time.process_time()))
 
 
-def main(how, method, delay):
-    """Run one of the command lines in the docstring above."""
-    context = multiprocessing.get_context(None if method == "default" else method)
-    if how == "stamped":
-        stamps = mp.find_pet_names(pet_maps, delay, context.get_start_method(), stamped)
-        print(json.dumps(stamps))
-        return
-    target = time.sleep if how == "sleep" else burn
-    processes = [context.Process(target=target, args=(delay,)) for _ in pet_maps]
+def baseline(target, delay, method=None):
+    """Ten plain processes running target(delay): their time, start-up apart."""
+    context = multiprocessing.get_context(method)
+    processes = [context.Process(target=target, args=(delay,)) for _ in range(10)]
     started = time.monotonic()
     for process in processes:
         process.start()
     for process in processes:
         process.join()
-    print(time.monotonic() - started)  # the seconds the ten took, start-up apart
+    return time.monotonic() - started
+
+
+def spin(seconds):
+    """Compute for `seconds` of this process's CPU time."""
+    done_at = time.process_time() + seconds
+    while time.process_time() < done_at:
+        pass
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "timed":  # timed COMMAND...: its status, and its seconds
-        started = time.monotonic()  # on the last line of stderr
-        status = subprocess.call(sys.argv[2:])
-        print(time.monotonic() - started, file=sys.stderr)
-        sys.exit(status)
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    if sys.argv[1] == "baseline":
+        print(baseline(time.sleep, float(sys.argv[2])))
