@@ -56,7 +56,8 @@ class Lines:
     def __init__(self, stream):
         self.lines, self.done = [], threading.Condition()
         self.closed = False
-        threading.Thread(target=self.read, args=(stream,), daemon=True).start()
+        self.reader = threading.Thread(target=self.read, args=(stream,), daemon=True)
+        self.reader.start()
 
     def read(self, stream):
         for line in stream:
@@ -120,12 +121,15 @@ class Run:
             self.process.send_signal(number)
 
     def kill(self):
+        """Kill it and all it started; wait for its readers, so that none is left."""
         with contextlib.suppress(OSError):
             if POSIX:
                 os.killpg(self.process.pid, signal.SIGKILL)
             else:
                 self.process.kill()
         self.process.wait()
+        for lines in filter(None, (self.out, self.err)):
+            lines.reader.join()
 
 
 class Kit:
@@ -359,13 +363,13 @@ def test_find_pet_names_names_failures_only_through_its_caller(
 
 def test_timeout_names_each_straggler_and_keeps_the_others(kit, board):
     kit.pets(adam="hang", steve="stubborn; hang")
-    run = kit.mp("--timeout", 0.5)
+    run = kit.mp("--timeout", 0.3)
     board.wait("steve", "sigterm")  # terminate() came, and was ignored: kill() next
     run.wait()
     assert run.status == 1
     assert without_prefix(run.err.text()) == [
-        "adam: TimeoutError: after 0.5 s",
-        "steve: TimeoutError: after 0.5 s",
+        "adam: TimeoutError: after 0.3 s",
+        "steve: TimeoutError: after 0.3 s",
     ]
     post_lines(run.out.text(), others("adam", "steve"))
     board.gone()
@@ -779,7 +783,7 @@ def test_the_readme_program_fits_in_sixty_lines_of_88_columns():
 def test_the_readme_pitfalls_that_hang_still_hang(kit, board, pitfall):
     # Pitfall 1 joins workers that cannot end until their results are read;
     # pitfall 2 waits for a result from a worker that died. Once every lookup
-    # is over, such a run has nothing left to do; a second later it still runs.
+    # is over, such a run has nothing left to do; half a second on it still runs.
     program = apply_readme_diff(readme_block("corrected program"), f"pitfall {pitfall}")
     (kit.folder / "pitfall.py").write_text(
         program.replace("time.sleep(2)", "time.sleep(0)")
@@ -791,7 +795,7 @@ def test_the_readme_pitfalls_that_hang_still_hang(kit, board, pitfall):
         board.gone()  # nine answered, and adam's worker died before it rang
     run.out.first("adding to queue")
     with pytest.raises(subprocess.TimeoutExpired):
-        run.process.wait(1)
+        run.process.wait(0.5)
     assert "consuming from queue:" not in run.out.text()
 
 
@@ -810,6 +814,7 @@ def test_the_readme_pitfall_of_starting_on_import_is_named(kit, board):
 
 def test_the_pool_program_prints_every_name(kit, board):
     assert len(readme_block("pool program").splitlines()) <= 25
+    kit.edit("pool.py", "time.sleep(2)", "time.sleep(0)")
     run = kit.run("pool.py").wait()
     assert (run.status, run.err.text()) == (0, [])
     assert sorted(ast.literal_eval(run.out.text()[-1])) == sorted(

@@ -27,6 +27,7 @@ A script is steps separated by ";", done in order:
         default start method, no queue: the timing test's baseline.
 """
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -102,15 +103,22 @@ class Switchboard:
         self.limit = limit  # seconds a wait may take before the test fails
         self.said, self.lines, self.ended = {}, {}, {}
         self.changed = threading.Condition()
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.threads = [threading.Thread(target=self.accept, daemon=True)]
+        self.threads[0].start()
 
     def accept(self):
-        while True:
+        self.server.settimeout(0.05)  # so that close() is seen soon
+        while self.server.fileno() != -1:
             try:
                 line, _ = self.server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
-            threading.Thread(target=self.listen, args=(line,), daemon=True).start()
+            line.settimeout(None)
+            listener = threading.Thread(target=self.listen, args=(line,), daemon=True)
+            self.threads.append(listener)
+            listener.start()
 
     def listen(self, line):
         person = None
@@ -156,8 +164,16 @@ class Switchboard:
             return sorted(self.said.keys() - self.ended.keys())
 
     def close(self):
+        """Stop listening, and wait for its threads, so that none is left to fork."""
         self.server.close()
-        for line in self.lines.values():
+        with self.changed:
+            lines = list(self.lines.values())
+        for line in lines:
+            with contextlib.suppress(OSError):
+                line.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join()
+        for line in lines:
             line.close()
 
 
