@@ -20,6 +20,7 @@ A script is steps separated by ";", done in order:
     hang       never answer: wait until stopped
     stubborn   ignore SIGTERM from here on, saying "sigterm" when one comes
     signals    say how Ctrl-C and SIGTERM are handled here
+    method     say which start method started this process
     big        answer with a megabyte
 
     python3 .ci/lookups.py baseline DELAY
@@ -81,6 +82,8 @@ def act(step, line):
         ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         default = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         line.sendall(f"signals {int(ignored)} {int(default)}\n".encode())
+    elif step == "method":
+        line.sendall(f"method {multiprocessing.get_start_method()}\n".encode())
     elif step == "big":
         return "x" * 1_000_000
     elif step != "answer":
@@ -126,10 +129,10 @@ class Switchboard:
             word, *rest = text.split()
             with self.changed:
                 if word == "hello":
-                    person = rest[0]
+                    person, *rest = rest
                     self.lines[person] = line
                     self.said[person] = {}
-                self.said[person][word] = (time.monotonic(), rest[1:])
+                self.said[person][word] = (time.monotonic(), rest)
                 self.changed.notify_all()
         with self.changed:
             self.ended[person] = time.monotonic()
@@ -198,6 +201,11 @@ def signals(data, output, delay):
     """Answer whether Ctrl-C is ignored here and SIGTERM has its default action."""
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     output.put((data[0], (ignored, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)))
+
+
+def exits(data, output, delay):
+    """A lookup whose process ends at once, with exit code 3 and no result."""
+    os._exit(3)
 
 
 def burn(data, output, delay):
