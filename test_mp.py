@@ -386,10 +386,9 @@ def test_timeout_names_each_straggler_and_keeps_the_others(kit, board):
     )
 
 
-def test_the_timeout_counts_from_when_the_workers_have_started(monkeypatch):
-    # Each start takes 0.3 s here, and every lookup answers at once, so all three
-    # results are in before the last worker has started. A clock that began
-    # before the first start would have run out by then.
+@pytest.fixture
+def slow_starts(monkeypatch):
+    """Each worker's start takes 0.3 s more: its lookup is under way by then."""
     real_start = multiprocessing.Process.start
 
     def slow_start(process):
@@ -397,6 +396,13 @@ def test_the_timeout_counts_from_when_the_workers_have_started(monkeypatch):
         time.sleep(0.3)
 
     monkeypatch.setattr(multiprocessing.Process, "start", slow_start)
+
+
+@pytest.mark.usefixtures("slow_starts")
+def test_the_timeout_counts_from_when_the_workers_have_started():
+    # Every lookup answers at once, so all three results are in before the last
+    # worker has started. A clock that began before the first start would have
+    # run out by then.
     three = dict(list(pet_maps.items())[:3])
     results = mp.find_pet_names(three, 0, lookups.stamped, timeout=0.6)
     assert sorted(results) == sorted(three)
@@ -450,16 +456,10 @@ def test_stragglers_get_one_second_of_grace_in_all(monkeypatch):
         assert "kill" in process.calls and not process.alive
 
 
-def test_a_worker_that_died_is_named_as_dead_even_when_time_has_run_out(monkeypatch):
-    # adam's worker has died before the clock starts, and the clock allows no
-    # time at all: still, he is named for how his lookup ended.
-    real_start = multiprocessing.Process.start
-
-    def slow_start(process):
-        real_start(process)
-        time.sleep(0.3)
-
-    monkeypatch.setattr(multiprocessing.Process, "start", slow_start)
+@pytest.mark.usefixtures("slow_starts")
+def test_a_worker_that_died_is_named_as_dead_even_when_time_has_run_out():
+    # Both workers have died before the clock starts, and it allows no time at
+    # all: still, each is named for how its lookup ended.
     two = {"adam": pet_maps["adam"], "steve": pet_maps["steve"]}
     heard = []
     with pytest.raises(mp.PetLookupError):
@@ -513,22 +513,25 @@ def test_a_stop_signal_ends_the_run_with_one_line(kit, board, method, name, grou
 
 @posix_only
 def test_ctrl_c_while_spawn_workers_start_is_not_lost(kit, board):
+    # Thirty people; the start of the twelfth worker is held, in the parent,
+    # while its pet name is pickled, until the test has pressed Ctrl-C.
     thirty = {f"{person}{n}": name for n in range(3) for person, name in NAMES.items()}
-    kit.pets(thirty, **dict.fromkeys(thirty, "hold"))
+    kit.pets(thirty, **{**dict.fromkeys(thirty, "hold"), "steve1": "hold; starting"})
     run = kit.mp("--start-method", "spawn")
-    board.wait("adam0")  # the first lookup is under way, the last not yet started
-    started = len(board.said)
+    board.wait("steve1:starting")  # eleven workers started, nineteen not
     run.signal(signal.SIGINT, group=True)
     run.wait()
     print(
-        f"Ctrl-C with {started} of 30 lookups begun; the run took {run.seconds:.2f} s"
+        f"Ctrl-C as the twelfth of 30 spawn workers started; {run.seconds:.2f} s in all"
     )
-    assert started < 30
     assert run.status == 130
     assert (
         "mp.py: stopped by SIGINT" in run.err.text()
     )  # besides spawn's start-up errors
     board.gone()
+    assert not set(board.said) & {
+        f"{person}2" for person in NAMES
+    }  # the rest never began
 
 
 @posix_only
@@ -639,7 +642,9 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("entry", MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize(
+    "entry", MALFORMED.values(), ids=[what.replace(" ", "-") for what in MALFORMED]
+)
 def test_a_malformed_pets_entry_is_named_before_anything_starts(kit, board, entry):
     source = (kit.folder / "pets.py").read_text(encoding="utf-8")
     steve = re.search(r"'steve': .*,\n", source)[0]
@@ -663,7 +668,7 @@ BAD_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options", BAD_OPTIONS, ids=" ".join)
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids="=".join)
 def test_bad_options_are_refused_before_anything_starts(kit, board, options):
     run = kit.run("mp.py", *options).wait()
     assert run.status == 2
@@ -769,10 +774,11 @@ def test_the_readme_program_as_saved_names_a_raised_exception(kit, board):
 
 @posix_only
 def test_ctrl_c_stops_the_readme_program_with_no_traceback_from_a_worker(kit, board):
-    kit.pets(adam="hang")
+    kit.pets(adam="signals; hang")
     kit.edit("readme_program.py", "time.sleep(2)", "time.sleep(0)")
     run = kit.run("readme_program.py")
     board.gone(others("adam"))  # the nine others have answered; adam's never will
+    assert board.wait("adam", "signals")[1][0] == "1"  # his worker ignores Ctrl-C
     pressed = time.monotonic()
     run.signal(signal.SIGINT, group=True)
     run.wait()
@@ -784,6 +790,8 @@ def test_ctrl_c_stops_the_readme_program_with_no_traceback_from_a_worker(kit, bo
 
 def test_the_readme_diff_is_the_diff_from_the_post():
     post = (KIT / ".ci/post.txt").read_text(encoding="utf-8")
+    data = re.search(r"pet_maps = {.*?\n    }\n", post, re.DOTALL)[0]
+    post = post.replace(data, "from pets import pet_maps\n")  # as the README says
     program = readme_block("corrected program")
     diff = difflib.unified_diff(
         post.splitlines(keepends=True),

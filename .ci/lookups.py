@@ -10,7 +10,10 @@ life of its process, so the Switchboard sees each worker end, even one that no
 one has reaped yet. A pets.py of Scripted names drives `python3 mp.py` and the
 README's programs without a line of them changed.
 
-A script is steps separated by ";", done in order:
+A script is steps separated by ";", done in order as the lookup formats the
+name, but for "starting": that one acts where the name is pickled, in the
+parent, as spawn or forkserver starts the worker.
+    starting   ring as "PERSON:starting", and wait for the test's "go"
     answer     format as usual (what an empty script does too)
     wait N     sleep N seconds
     hold       wait for the test's "go"
@@ -49,6 +52,9 @@ class Scripted(str):
         return self
 
     def __reduce__(self):
+        steps = [step.strip() for step in self.script.split(";")]
+        if "starting" in steps and multiprocessing.parent_process() is None:
+            hold(self.address, f"{self.person}:starting")  # in the parent, starting
         return Scripted, (str(self), self.person, self.script, self.address)
 
     def __format__(self, spec):
@@ -59,6 +65,14 @@ class Scripted(str):
         for step in filter(None, self.script.split(";")):
             name = act(step.strip(), line) or name
         return format(name, spec)
+
+
+def hold(address, who):
+    """Ring the Switchboard as `who`, and wait for its "go"."""
+    line = socket.create_connection(address)
+    LIFELINES.append(line)
+    line.sendall(f"hello {who} {os.getpid()}\n".encode())
+    line.recv(100)
 
 
 def act(step, line):
@@ -86,7 +100,7 @@ def act(step, line):
         line.sendall(f"method {multiprocessing.get_start_method()}\n".encode())
     elif step == "big":
         return "x" * 1_000_000
-    elif step != "answer":
+    elif step not in ("answer", "starting"):
         raise ValueError(f"no such step: {step!r}")
     return None
 

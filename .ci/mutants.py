@@ -65,8 +65,10 @@ MUTATIONS = [
         [
             (
                 "            process.start()\n",
-                "            process.start()\n        for process in processes.values():\n"
-                "            process.join()\n",
+                (
+                    "            process.start()\n        for process in processes.values():\n"
+                    "            process.join()\n"
+                ),
             )
         ],
     ),
@@ -76,9 +78,11 @@ MUTATIONS = [
         "mp.py",
         [
             (
-                "    try:\n        lookup(data, output, delay)\n    except Exception as error:"
-                "  # noqa: BLE001  (to the parent, as ProcessPoolExecutor)\n"
-                "        output.put((data[0], error))\n",
+                (
+                    "    try:\n        lookup(data, output, delay)\n    except Exception as error:"
+                    "  # noqa: BLE001  (to the parent, as ProcessPoolExecutor)\n"
+                    "        output.put((data[0], error))\n"
+                ),
                 "    lookup(data, output, delay)\n",
             )
         ],
@@ -98,8 +102,10 @@ MUTATIONS = [
             ),
             (
                 "    if failures:\n        raise",
-                "    for person, answer in failures.items():\n        if on_failure is not None:\n"
-                "            on_failure(person, answer)\n    if failures:\n        raise",
+                (
+                    "    for person, answer in failures.items():\n        if on_failure is not None:\n"
+                    "            on_failure(person, answer)\n    if failures:\n        raise"
+                ),
             ),
         ],
     ),
@@ -149,8 +155,10 @@ MUTATIONS = [
         "mp.py",
         [
             (
-                "                if waiting.pop(person, None) is None:  # only its first word counts\n"
-                "                    continue\n",
+                (
+                    "                if waiting.pop(person, None) is None:  # only its first word counts\n"
+                    "                    continue\n"
+                ),
                 "                waiting.pop(person, None)\n",
             )
         ],
@@ -207,8 +215,10 @@ MUTATIONS = [
             ),
             (
                 "    results, failures, waiting = {}, {}, dict(processes)\n",
-                "    results, failures, waiting = {}, {}, dict(processes)\n"
-                "    deadline = math.inf if timeout is None else time.monotonic() + timeout\n",
+                (
+                    "    results, failures, waiting = {}, {}, dict(processes)\n"
+                    "    deadline = math.inf if timeout is None else time.monotonic() + timeout\n"
+                ),
             ),
         ],
     ),
@@ -218,9 +228,11 @@ MUTATIONS = [
         [
             (
                 "                if not process.is_alive() and output.empty():\n",
-                "                if time.monotonic() >= deadline:\n"
-                '                    answers.append((person, TimeoutError(f"after {timeout:g} s")))\n'
-                "                elif not process.is_alive() and output.empty():\n",
+                (
+                    "                if time.monotonic() >= deadline:\n"
+                    '                    answers.append((person, TimeoutError(f"after {timeout:g} s")))\n'
+                    "                elif not process.is_alive() and output.empty():\n"
+                ),
             )
         ],
     ),
@@ -242,8 +254,10 @@ MUTATIONS = [
         "mp.py",
         [
             (
-                "        deadline = time.monotonic() + 1  # one second for them all, not one each\n"
-                "        for process in started:\n",
+                (
+                    "        deadline = time.monotonic() + 1  # one second for them all, not one each\n"
+                    "        for process in started:\n"
+                ),
                 "        for process in started:\n            deadline = time.monotonic() + 1\n",
             )
         ],
@@ -369,8 +383,10 @@ MUTATIONS = [
         "mp.py",
         [
             (
-                '        if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):\n'
-                "            raise",
+                (
+                    '        if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):\n'
+                    "            raise"
+                ),
                 "        if False:\n            raise",
             )
         ],
@@ -411,8 +427,10 @@ MUTATIONS = [
         README,
         [
             (
-                "    except Exception as error:  # sent to the parent, not printed here as a traceback\n"
-                "        output.put((data[0], error))\n",
+                (
+                    "    except Exception as error:  # sent to the parent, not printed here as a traceback\n"
+                    "        output.put((data[0], error))\n"
+                ),
                 "    except ZeroDivisionError:\n        pass\n",
             )
         ],
