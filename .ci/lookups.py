@@ -18,6 +18,8 @@ parent, as spawn or forkserver starts the worker.
     wait N     sleep N seconds
     hold       wait for the test's "go"
     raise      raise RuntimeError("the lookup service is down")
+    unpicklable  raise it holding a lock, as urllib's HTTPError holds a file
+    unloadable   raise ServiceDown("pets", 503): it pickles, but does not unpickle
     exit       end the process at once, with exit code 3
     kill       end the process with SIGKILL (POSIX)
     hang       never answer: wait until stopped
@@ -75,6 +77,13 @@ def hold(address, who):
     line.recv(100)
 
 
+class ServiceDown(Exception):
+    """An exception pickle writes but cannot read back: it calls __init__ with one."""
+
+    def __init__(self, service, status):
+        super().__init__(f"the {service} service answered {status}")
+
+
 def act(step, line):
     """Do one step of a script; return a name to format in place of the real one."""
     if step.startswith("wait "):
@@ -83,6 +92,12 @@ def act(step, line):
         line.recv(100)  # "go", or b"" if the test has gone
     elif step == "raise":
         raise RuntimeError("the lookup service is down")
+    elif step == "unpicklable":
+        error = RuntimeError("the lookup service is down")
+        error.lock = threading.Lock()
+        raise error
+    elif step == "unloadable":
+        raise ServiceDown("pets", 503)
     elif step == "exit":
         os._exit(3)
     elif step == "kill":

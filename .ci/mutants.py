@@ -78,19 +78,30 @@ MUTATIONS = [
         "mp.py",
         [
             (
-                (
-                    "    try:\n        lookup(data, output, delay)\n    except Exception as error:"
-                    "  # noqa: BLE001  (to the parent, as ProcessPoolExecutor)\n"
-                    "        output.put((data[0], error))\n"
-                ),
-                "    lookup(data, output, delay)\n",
+                "    except Exception as error:  # noqa: BLE001",
+                "    except ZeroDivisionError as error:",
             )
         ],
     ),
     (
         "the exception sent back as text, taken for a result",
         "mp.py",
-        [("output.put((data[0], error))", "output.put((data[0], repr(error)))")],
+        [
+            (
+                "output.put((data[0], pickle.loads(pickle.dumps(error))))",
+                "output.put((data[0], repr(error)))",
+            )
+        ],
+    ),
+    (
+        "an exception that does not pickle sent all the same, and lost",
+        "mp.py",
+        [
+            (
+                "output.put((data[0], RuntimeError(repr(error))))",
+                "output.put((data[0], error))",
+            )
+        ],
     ),
     (
         "failures named only once every lookup is over",
@@ -384,7 +395,7 @@ MUTATIONS = [
         [
             (
                 (
-                    '        if not isinstance(entry, Mapping) or not isinstance(entry.get("pet_name"), str):\n'
+                    '        if not isinstance(entry, dict) or not isinstance(entry.get("pet_name"), str):\n'
                     "            raise"
                 ),
                 "        if False:\n            raise",
@@ -427,11 +438,18 @@ MUTATIONS = [
         README,
         [
             (
-                (
-                    "    except Exception as error:  # sent to the parent, not printed here as a traceback\n"
-                    "        output.put((data[0], error))\n"
-                ),
-                "    except ZeroDivisionError:\n        pass\n",
+                "    except Exception as error:  # sent to the parent",
+                "    except ZeroDivisionError as error:  #",
+            )
+        ],
+    ),
+    (
+        "README program: an exception that does not pickle sent all the same, and lost",
+        README,
+        [
+            (
+                "output.put((data[0], RuntimeError(repr(error))))",
+                "output.put((data[0], error))",
             )
         ],
     ),
