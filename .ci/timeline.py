@@ -191,9 +191,12 @@ def main():
     ]
     args.svg.parent.mkdir(parents=True, exist_ok=True)
     args.svg.write_text(draw(runs, delay), encoding="utf-8")
+    named = ", ".join(
+        f"{person} named at {bar[3]:.2f} s" for person, bar in failing.items() if bar[3]
+    )
     print(
-        f"{args.svg}: the post's run took {post_end:.2f} s, the failing one "
-        f"{failing_end:.2f} s"
+        f"{args.svg}: the post's run took {post_end:.2f} s; the other "
+        f"{failing_end:.2f} s, {named}"
     )
 
 
