@@ -178,6 +178,16 @@ class Kit:
         path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_signals_as_from_a_terminal():
+    """Commands start with Ctrl-C and SIGHUP at their defaults, as from a terminal,
+    even when pytest itself runs in a background job, which ignores them."""
+    for number in mp.STOP_SIGNALS:
+        if signal.getsignal(number) is signal.SIG_IGN:
+            default = signal.default_int_handler if number == signal.SIGINT else None
+            signal.signal(number, default or signal.SIG_DFL)
+
+
 @pytest.fixture
 def board():
     switchboard = lookups.Switchboard()
