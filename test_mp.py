@@ -268,7 +268,7 @@ def test_prints_the_posts_lines_with_every_name_once(kit, board, method):
 def test_the_lookups_all_wait_at_one_moment(start_method):
     # By the lookups' own clocks, which a busy machine cannot fool: every one of
     # them began before any ended, and each took the whole delay.
-    delay = 0.3
+    delay = 0.2
     results = mp.find_pet_names(pet_maps, delay, lookups.stamped)
     assert sorted(results) == sorted(NAMES)
     began, ended, methods = zip(*results.values())
@@ -413,12 +413,12 @@ def test_timeout_names_each_straggler_and_keeps_the_others(kit, board):
 
 @pytest.fixture
 def slow_starts(monkeypatch):
-    """Each worker's start takes 0.3 s more: its lookup is under way by then."""
+    """Each worker's start takes 0.2 s more: its lookup is under way by then."""
     real_start = multiprocessing.Process.start
 
     def slow_start(process):
         real_start(process)
-        time.sleep(0.3)
+        time.sleep(0.2)
 
     monkeypatch.setattr(multiprocessing.Process, "start", slow_start)
 
@@ -429,7 +429,7 @@ def test_the_timeout_counts_from_when_the_workers_have_started():
     # worker has started. A clock that began before the first start would have
     # run out by then.
     three = dict(list(pet_maps.items())[:3])
-    results = mp.find_pet_names(three, 0, lookups.stamped, timeout=0.6)
+    results = mp.find_pet_names(three, 0, lookups.stamped, timeout=0.3)
     assert sorted(results) == sorted(three)
 
 
@@ -573,9 +573,9 @@ def test_a_second_ctrl_c_during_the_clean_up_leaves_no_worker_running(kit, board
 
 @pytest.mark.parametrize("start_method", METHODS, indirect=True)
 def test_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm(start_method):
-    # Twice: under forkserver the second run's workers come from a fork server
+    # Under forkserver, twice: the second run's workers come from a fork server
     # that is already running, with the handlers it started with.
-    for _ in range(2):
+    for _ in range(2 if start_method == "forkserver" else 1):
         results = mp.find_pet_names(pet_maps, 0, lookups.signals)
         assert set(results.values()) == {(True, True)}
 
@@ -733,7 +733,7 @@ def test_lookups_that_compute_use_more_than_one_core():
     )
     if cores < 2:
         pytest.skip("one core: nothing to spread the lookups over")
-    work = 0.15
+    work = 0.1
     plain = lookups.baseline(lookups.spin, work)
     started = time.monotonic()
     results = mp.find_pet_names(pet_maps, work, lookups.burn)
@@ -836,7 +836,7 @@ def test_the_readme_program_fits_in_sixty_lines_of_88_columns():
 def test_the_readme_pitfalls_that_hang_still_hang(kit, board, pitfall):
     # Pitfall 1 joins workers that cannot end until their results are read;
     # pitfall 2 waits for a result from a worker that died. Once every lookup
-    # is over, such a run has nothing left to do; half a second on it still runs.
+    # is over, such a run has nothing left to do; 0.3 s on, it still runs.
     program = apply_readme_diff(readme_block("corrected program"), f"pitfall {pitfall}")
     (kit.folder / "pitfall.py").write_text(
         program.replace("time.sleep(2)", "time.sleep(0)")
@@ -848,7 +848,7 @@ def test_the_readme_pitfalls_that_hang_still_hang(kit, board, pitfall):
         board.gone()  # nine answered, and adam's worker died before it rang
     run.out.first("adding to queue")
     with pytest.raises(subprocess.TimeoutExpired):
-        run.process.wait(0.5)
+        run.process.wait(0.3)
     assert "consuming from queue:" not in run.out.text()
 
 
@@ -889,7 +889,7 @@ def test_the_timeline_command_draws_one_bar_per_lookup(tmp_path):
     assert command[:2] == ["python3", ".ci/timeline.py"]
     picture = tmp_path / "timeline.svg"
     subprocess.run(
-        [sys.executable, KIT / command[1], picture, "--delay", "0.2"],
+        [sys.executable, KIT / command[1], picture, "--delay", "0.1"],
         check=True,
         capture_output=True,
     )
