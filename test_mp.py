@@ -166,7 +166,7 @@ class Kit:
         self.runs.append(run)
         return run
 
-    def mp(self, *args, **options):
+    def mp(self, *args):
         """python3 mp.py ARGS, with no delay unless ARGS give one."""
         return self.run("mp.py", *(["--delay", "0"] * ("--delay" not in args)), *args)
 
@@ -183,9 +183,12 @@ def stop_signals_as_from_a_terminal():
     """Commands start with Ctrl-C and SIGHUP at their defaults, as from a terminal,
     even when pytest itself runs in a background job, which ignores them."""
     for number in mp.STOP_SIGNALS:
-        if signal.getsignal(number) is signal.SIG_IGN:
-            default = signal.default_int_handler if number == signal.SIGINT else None
-            signal.signal(number, default or signal.SIG_DFL)
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            continue
+        if number == signal.SIGINT:
+            signal.signal(number, signal.default_int_handler)  # Python's own
+        else:
+            signal.signal(number, signal.SIG_DFL)
 
 
 @pytest.fixture
@@ -227,10 +230,10 @@ def scripted_pets(board, **scripts):
     }
 
 
-def post_lines(stdout, results, added=10):
+def post_lines(stdout, results):
     """The post's lines: "adding to queue" per lookup, then the results, once each."""
     *adding, heading, printed = stdout
-    assert adding == ["adding to queue"] * added
+    assert adding == ["adding to queue"] * len(NAMES)
     assert heading == "consuming from queue:"
     expected = [f"pet name: {NAMES[person]}" for person in results]
     assert sorted(ast.literal_eval(printed)) == sorted(expected)
