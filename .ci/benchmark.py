@@ -31,6 +31,7 @@ sys.path.insert(0, str(KIT))
 import mp
 
 DELAY = 0.5  # seconds each lookup of table 1 waits or computes
+WORK = os.environ.get("BENCHMARK_WORK", "none")  # for put_lookup, in every worker
 WAYS = [
     "one after another",
     "asyncio.gather",
@@ -94,9 +95,6 @@ def child(way, work, people, method):
         with pool_type(workers, **options) as pool:
             results = list(pool.map(lookup, [work] * people, names))
     assert len(results) == people
-
-
-WORK = os.environ.get("BENCHMARK_WORK", "none")  # for put_lookup, in every worker
 
 
 def measure(python, rounds, way, work, people=10, method="default"):

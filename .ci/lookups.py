@@ -245,10 +245,11 @@ def burn(data, output, delay):
     output.put((data[0], time.process_time()))
 
 
-def baseline(target, delay, method=None):
+def baseline(target, delay):
     """Ten plain processes running target(delay): their time, start-up apart."""
-    context = multiprocessing.get_context(method)
-    processes = [context.Process(target=target, args=(delay,)) for _ in range(10)]
+    processes = [
+        multiprocessing.Process(target=target, args=(delay,)) for _ in range(10)
+    ]
     started = time.monotonic()
     for process in processes:
         process.start()
