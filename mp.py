@@ -1,11 +1,10 @@
-"""Ten pet-name lookups of 2 s at once, a process each, their results on one Queue:
-the 2019 post "Parallel Processing with Python and Multiprocessing using Queue",
-made safe to copy. The ten take about 2 s, not 20."""
+"""The 2019 post "Parallel Processing with Python and Multiprocessing using Queue", made
+safe to copy: ten 2 s pet-name lookups at once, a process each, in about 2 s, not 20."""
 
 import argparse
 import contextlib
 import math
-import multiprocessing
+import multiprocessing as mp
 import os
 import pickle
 import queue
@@ -16,10 +15,8 @@ import time
 from pets import pet_maps
 
 DELAY = 2.0  # seconds each lookup takes, standing in for slow work
-# Ctrl-C, kill's default signal, and (POSIX only) a closing terminal
-STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM]
-if hasattr(signal, "SIGHUP"):
-    STOP_SIGNALS.append(signal.SIGHUP)
+# Ctrl-C, kill's default signal, and a closing terminal (SIGHUP: POSIX only)
+STOP_SIGNALS = [s for s in signal.Signals if s.name in ("SIGINT", "SIGTERM", "SIGHUP")]
 
 
 def get_pet_name(data, output, delay=DELAY):
@@ -30,38 +27,41 @@ def get_pet_name(data, output, delay=DELAY):
     output.put((person, f"pet name: {pet_name}"))
 
 
+def compute_pet_name(data, output, delay=DELAY):
+    """--work cpu: get_pet_name(), computing for `delay` s in place of the wait."""
+    done_at = time.process_time() + delay  # CPU time: a busy machine takes longer
+    while time.process_time() < done_at:
+        sum(number * number for number in range(10_000))  # a stand-in for real work
+    get_pet_name(data, output, delay=0)
+
+
 def find_pet_names(
     pet_maps, delay=DELAY, lookup=get_pet_name, timeout=None, on_failure=None
 ):
     """Look up every pet name, one process per person: {person: result}.
 
-    lookup(data, output, delay) puts (person, result); data is (person, pet
-    name). on_failure(person, exception) is called as each lookup raises, ends
-    without a result, or runs `timeout` seconds past the start. If any did,
-    PetLookupError carries each failure and the results that came back.
-    """
-    # Made here, not on import: spawn and forkserver workers import this module.
-    output = multiprocessing.Queue()
+    lookup(data, output, delay) puts (person, result), data being (person, pet name).
+    on_failure(person, exception) is called as each lookup raises, ends with no
+    result, or passes `timeout` s; PetLookupError then holds failures and results."""
+    output = mp.Queue()  # made here, not on import: spawn workers import this module
     processes = {}
     for person, entry in pet_maps.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("pet_name"), str):
             raise TypeError(f"pet_maps[{person!r}] has no 'pet_name' string: {entry!r}")
         args = (lookup, (person, entry["pet_name"]), output, delay)
-        processes[person] = multiprocessing.Process(target=worker, args=args)
+        processes[person] = mp.Process(target=worker, args=args)
     results, failures, waiting = {}, {}, dict(processes)
     try:
         for process in processes.values():
             process.start()
         deadline = math.inf if timeout is None else time.monotonic() + timeout
-        # Read every result before any join: a worker can't end until its result is out
-        while waiting:
+        while waiting:  # every result read before any join: a worker ends only then
             answers = []
             with contextlib.suppress(queue.Empty):  # a time limit: the checks below run
                 answers.append(output.get(timeout=0.1))
             for person, process in waiting.items():
-                # Ended, with nothing left to read: its result is not coming.
                 if not process.is_alive() and output.empty():
-                    code = process.exitcode
+                    code = process.exitcode  # ended, nothing left to read: no result
                     answers.append((person, ChildProcessError(f"exit code {code}")))
                 elif time.monotonic() >= deadline:
                     answers.append((person, TimeoutError(f"after {timeout:g} s")))
@@ -130,12 +130,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser("mp.py", description=__doc__)
     parser.add_argument("--delay", type=float, default=DELAY, help="default: 2")
     parser.add_argument("--timeout", type=float, help="default: none")
-    methods = multiprocessing.get_all_start_methods()
-    parser.add_argument("--start-method", choices=methods, help="default: Python's")
+    parser.add_argument("--start-method", choices=mp.get_all_start_methods())
+    parser.add_argument("--work", choices=["sleep", "cpu"], default="sleep")
     args = parser.parse_args(argv)
     if not 0 <= args.delay < math.inf or not 0 <= (args.timeout or 0) < math.inf:
         parser.error("--delay and --timeout take a number of seconds, 0 or more")
-    multiprocessing.set_start_method(args.start_method, force=True)  # None: default
+    mp.set_start_method(args.start_method, force=True)  # None: Python's default
+    lookup = compute_pet_name if args.work == "cpu" else get_pet_name
     parent = os.getpid()
 
     def stop_run(number, frame):
@@ -154,7 +155,7 @@ def main(argv=None):
         print_line(f"mp.py: {person}: {type(error).__name__}: {error}", sys.stderr)
 
     try:
-        results = find_pet_names(pet_maps, args.delay, get_pet_name, args.timeout, warn)
+        results = find_pet_names(pet_maps, args.delay, lookup, args.timeout, warn)
         status = 0
     except TypeError as error:  # a malformed entry in pets.py
         parser.exit(1, f"mp.py: error: {error}\n")

@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import multiprocessing
 import os
+import queue
 import re
 import shutil
 import signal
@@ -693,6 +694,7 @@ BAD_OPTIONS = [
     ["--timeout", "-0.5"],
     ["--timeout", "inf"],
     ["--start-method", "thread"],
+    ["--work", "gpu"],
 ]
 
 
@@ -726,8 +728,29 @@ def test_a_pets_py_with_a_class_of_its_own(kit, method):
 # Waiting against computing
 
 
+def test_work_cpu_makes_every_lookup_compute_for_the_delay(kit, board):
+    kit.pets(**dict.fromkeys(NAMES, "cputime"))
+    run = kit.mp("--work", "cpu", "--delay", "0.3").wait()
+    assert run.status == 0
+    post_lines(run.out.text(), NAMES)
+    for person in NAMES:  # each worker's own CPU time as it formats the name
+        assert float(board.wait(person, "cputime")[1][0]) >= 0.3
+    board.gone()
+
+
+def test_a_computing_lookup_computes_in_place_of_the_wait(monkeypatch):
+    slept = []
+    monkeypatch.setattr(mp.time, "sleep", slept.append)
+    output = queue.Queue()
+    started = time.process_time()
+    mp.compute_pet_name(("adam", "max"), output, 0.1)
+    assert time.process_time() - started >= 0.1
+    assert sum(slept) == 0  # it does not wait as well
+    assert output.get_nowait() == ("adam", "pet name: max")
+
+
 def test_lookups_that_compute_use_more_than_one_core():
-    # Ten lookups that compute, against ten plain processes that compute the
+    # mp.py --work cpu's lookups, against ten plain processes that compute the
     # same, timed alone one after the other: the kit's spreads as well.
     cores = (
         len(os.sched_getaffinity(0))
@@ -739,13 +762,13 @@ def test_lookups_that_compute_use_more_than_one_core():
     work = 0.1
     plain = lookups.baseline(lookups.spin, work)
     started = time.monotonic()
-    results = mp.find_pet_names(pet_maps, work, lookups.burn)
+    results = mp.find_pet_names(pet_maps, work, mp.compute_pet_name)
     kit = time.monotonic() - started
     print(
         f"10 x {work} s of computing: find_pet_names() {kit:.2f} s, "
         f"plain processes {plain:.2f} s, one after another {10 * work:.2f} s"
     )
-    assert min(results.values()) >= work  # each computed for all of its time
+    assert sorted(results.values()) == sorted(f"pet name: {n}" for n in NAMES.values())
     if not TIMING:
         pytest.skip("the timing checks are off (MP_TEST_TIMING=off)")
     if plain > 10 * work * 0.75:

@@ -26,6 +26,7 @@ parent, as spawn or forkserver starts the worker.
     stubborn   ignore SIGTERM from here on, saying "sigterm" when one comes
     signals    say how Ctrl-C and SIGTERM are handled here
     method     say which start method started this process
+    cputime    say how much CPU time this process has used
     big        answer with a megabyte
 
     python3 .ci/lookups.py baseline DELAY
@@ -111,6 +112,8 @@ def act(step, line):
         ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         default = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         line.sendall(f"signals {int(ignored)} {int(default)}\n".encode())
+    elif step == "cputime":
+        line.sendall(f"cputime {time.process_time()}\n".encode())
     elif step == "method":
         line.sendall(f"method {multiprocessing.get_start_method()}\n".encode())
     elif step == "big":
@@ -235,14 +238,6 @@ def signals(data, output, delay):
 def exits(data, output, delay):
     """A lookup whose process ends at once, with exit code 3 and no result."""
     os._exit(3)
-
-
-def burn(data, output, delay):
-    """A lookup that computes for `delay` seconds of its own CPU time."""
-    done_at = time.process_time() + delay
-    while time.process_time() < done_at:
-        pass
-    output.put((data[0], time.process_time()))
 
 
 def baseline(target, delay):

@@ -41,12 +41,12 @@ MUTATIONS = [
     (
         "--start-method chosen but not used",
         "mp.py",
-        [("    multiprocessing.set_start_method(args.start_method, force=True)", "")],
+        [("    mp.set_start_method(args.start_method, force=True)", "")],
     ),
     (
         "--start-method without its choices",
         "mp.py",
-        [('choices=methods, help="default', 'help="default')],
+        [('"--start-method", choices=mp.get_all_start_methods()', '"--start-method"')],
     ),
     (
         "every lookup given the first person's pet name",
@@ -346,7 +346,7 @@ MUTATIONS = [
     (
         "SIGHUP left to its default action",
         "mp.py",
-        [("    STOP_SIGNALS.append(signal.SIGHUP)", "    pass")],
+        [('("SIGINT", "SIGTERM", "SIGHUP")', '("SIGINT", "SIGTERM")')],
     ),
     (
         "multiprocessing's helpers heard after a hang-up",
@@ -410,6 +410,25 @@ MUTATIONS = [
                 'or not isinstance(entry.get("pet_name"), str)',
                 'or "pet_name" not in entry',
             )
+        ],
+    ),
+    # Everything that held before: --work cpu
+    (
+        "--work cpu taken, but the lookups wait",
+        "mp.py",
+        [('compute_pet_name if args.work == "cpu" else get_pet_name', "get_pet_name")],
+    ),
+    (
+        "--work cpu also sleeping",
+        "mp.py",
+        [("get_pet_name(data, output, delay=0)", "get_pet_name(data, output, delay)")],
+    ),
+    (
+        "--work cpu timed by the wall clock, not CPU time",
+        "mp.py",
+        [
+            ("done_at = time.process_time() + delay", "done_at = time.time() + delay"),
+            ("while time.process_time() < done_at:", "while time.time() < done_at:"),
         ],
     ),
     # The README's programs get the same fixes
