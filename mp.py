@@ -55,7 +55,7 @@ def find_pet_names(
         for process in processes.values():
             process.start()
         deadline = math.inf if timeout is None else time.monotonic() + timeout
-        while waiting:  # every result read before any join: a worker ends only then
+        while waiting:  # get before join: a worker can't end until its result is read
             answers = []
             with contextlib.suppress(queue.Empty):  # a time limit: the checks below run
                 answers.append(output.get(timeout=0.1))
