@@ -128,8 +128,8 @@ def print_line(text, file=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser("mp.py", description=__doc__)
-    parser.add_argument("--delay", type=float, default=DELAY, help="default: 2")
-    parser.add_argument("--timeout", type=float, help="default: none")
+    parser.add_argument("--delay", type=float, default=DELAY, help="seconds, default 2")
+    parser.add_argument("--timeout", type=float, help="seconds in all, default none")
     parser.add_argument("--start-method", choices=mp.get_all_start_methods())
     parser.add_argument("--work", choices=["sleep", "cpu"], default="sleep")
     args = parser.parse_args(argv)
